@@ -1,0 +1,117 @@
+package examples
+
+import (
+	"strings"
+)
+
+// Tokenizer is what the data stages need from a tokenizer. Text encodes
+// plain text: no BOS or EOS, and special-token text (such as "<s>") is
+// ordinary text. TokenText is a token's text as the bytes it decodes to.
+type Tokenizer interface {
+	Text(text string) []int32
+	TokenText(id int32) string
+	Decode(ids []int32) string
+	BOS() int32
+	EOS() int32
+	AddBOS() bool
+}
+
+// Tokens is one tokenization of a text with, for each token, the byte offset
+// in the text where it ends. Token k spans [End(k-1), End(k)): the tokens
+// partition the text, so every byte belongs to exactly one token.
+type Tokens struct {
+	IDs  []int32
+	Ends []int
+}
+
+// Start returns the byte offset where token k starts.
+func (t Tokens) Start(k int) int {
+	if k == 0 {
+		return 0
+	}
+	return t.Ends[k-1]
+}
+
+// Encode tokenizes text once and maps every token to its bytes in text.
+//
+// The map comes from the tokens' own texts laid end to end along text, not
+// from decoding and re-encoding. A leading space the tokenizer adds (the
+// SentencePiece dummy prefix) belongs to the first token and covers no text.
+// Where a token's text is not found at its place (an unknown-token piece, or
+// a normalizing tokenizer), the tokens up to the next one that is found share
+// the gap: the partition stays exact and monotone, only the split inside the
+// gap is approximate.
+func Encode(tok Tokenizer, text string) Tokens {
+	ids := tok.Text(text)
+	return Tokens{IDs: ids, Ends: align(text, ids, tok.TokenText)}
+}
+
+func align(text string, ids []int32, piece func(int32) string) []int {
+	ends := make([]int, len(ids))
+	pos := 0
+	for k := 0; k < len(ids); k++ {
+		p := piece(ids[k])
+		if n, ok := matchAt(text, pos, p, k == 0); ok {
+			pos += n
+			ends[k] = pos
+			continue
+		}
+		// Resynchronise on the next token whose text is found further on.
+		next, at := -1, len(text)
+		for j := k + 1; j < len(ids) && j < k+64; j++ {
+			q := piece(ids[j])
+			if q == "" {
+				continue
+			}
+			if i := strings.Index(text[pos:], q); i >= 0 {
+				next, at = j, pos+i
+				break
+			}
+			if q[0] == ' ' {
+				if i := strings.Index(text[pos:], q[1:]); i >= 0 && len(q) > 1 {
+					next, at = j, pos+i
+					break
+				}
+			}
+		}
+		if next < 0 {
+			next = len(ids)
+		}
+		for j := k; j < next; j++ {
+			ends[j] = at
+		}
+		pos = at
+		k = next - 1
+	}
+	if len(ends) > 0 {
+		ends[len(ends)-1] = len(text)
+	}
+	return ends
+}
+
+// matchAt reports whether piece p lies at text[pos:], and how many text
+// bytes it covers. The first token's leading space may be the tokenizer's own
+// (the SentencePiece dummy prefix) and then covers no text.
+func matchAt(text string, pos int, p string, first bool) (int, bool) {
+	if strings.HasPrefix(text[pos:], p) {
+		return len(p), true
+	}
+	if first && len(p) > 0 && p[0] == ' ' && strings.HasPrefix(text[pos:], p[1:]) {
+		return len(p) - 1, true
+	}
+	return 0, false
+}
+
+// Labels returns labels for ids when the positions before from are not
+// trained: a copy of ids with Ignore at [0, from).
+func Labels(ids []int32, from int) []int32 {
+	l := make([]int32, len(ids))
+	for i, id := range ids {
+		if i < from {
+			l[i] = Ignore
+		} else {
+			l[i] = id
+		}
+	}
+	return l
+}
