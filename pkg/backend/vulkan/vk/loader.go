@@ -1,0 +1,89 @@
+// Package vk is lora's Vulkan device layer: loader, device choice, memory, pipelines and command recording.
+package vk
+
+/*
+#cgo LDFLAGS: -ldl
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	vk "github.com/vulkan-go/vulkan"
+)
+
+// ErrNoDriver is returned when libvulkan.so.1 or a Vulkan driver cannot be found.
+var ErrNoDriver = errors.New("no Vulkan driver found (libvulkan.so.1): install mesa-vulkan-drivers libvulkan1, or use --device cpu")
+
+var (
+	loadOnce sync.Once
+	loadErr  error
+	gipa     unsafe.Pointer // vkGetInstanceProcAddr
+	instance vk.Instance
+	apiVer   uint32
+)
+
+// load dlopens the Vulkan loader, hands vkGetInstanceProcAddr to the binding and
+// creates the process-wide instance (Vulkan 1.1 or newer is required).
+func load() error {
+	loadOnce.Do(func() { loadErr = doLoad() })
+	return loadErr
+}
+
+func doLoad() error {
+	var cerr *C.char
+	p := C.lora_vk_load(&cerr)
+	if p == nil {
+		msg := "dlopen failed"
+		if cerr != nil {
+			msg = C.GoString(cerr)
+		}
+		return fmt.Errorf("%w: %s", ErrNoDriver, msg)
+	}
+	gipa = p
+	vk.SetGetInstanceProcAddr(p)
+	if err := vk.Init(); err != nil {
+		return fmt.Errorf("%w: %v", ErrNoDriver, err)
+	}
+	apiVer = vk.MakeVersion(1, 1, 0)
+	app := &vk.ApplicationInfo{
+		SType:              vk.StructureTypeApplicationInfo,
+		PApplicationName:   "lora\x00",
+		ApplicationVersion: vk.MakeVersion(0, 1, 0),
+		PEngineName:        "lora\x00",
+		EngineVersion:      vk.MakeVersion(0, 1, 0),
+		ApiVersion:         apiVer,
+	}
+	info := &vk.InstanceCreateInfo{
+		SType:            vk.StructureTypeInstanceCreateInfo,
+		PApplicationInfo: app,
+	}
+	var inst vk.Instance
+	if r := vk.CreateInstance(info, nil, &inst); r != vk.Success {
+		if r == vk.ErrorIncompatibleDriver {
+			return fmt.Errorf("%w: the installed driver does not support Vulkan 1.1", ErrNoDriver)
+		}
+		return fmt.Errorf("%w: vkCreateInstance: %v", ErrNoDriver, vk.Error(r))
+	}
+	if err := vk.InitInstance(inst); err != nil {
+		return fmt.Errorf("%w: %v", ErrNoDriver, err)
+	}
+	instance = inst
+	return nil
+}
+
+func handle[T any](h T) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&h)) }
+
+func handle64[T any](h T) C.uint64_t { return C.uint64_t(uintptr(handle(h))) }
+
+func check(what string, r vk.Result) error {
+	if r == vk.Success {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, vk.Error(r))
+}
