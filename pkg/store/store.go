@@ -6,6 +6,7 @@
 //	trees/sha256/<hex>/       fetched directory trees, named by HashTree of their content
 //	sources/<hex>.json        what a source string last resolved to (hex = sha256 of the source string)
 //	stages/<key>/             published stage outputs, named by stage key; each holds stage.json
+//	tmp/                      downloads in progress
 //
 // Every entry is written under a ".tmp-*" name and renamed into place, so a
 // reader sees a whole entry or none. See docs/runs.md.
@@ -59,7 +60,7 @@ func Open(root string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
 	}
 	s := &Store{root: abs}
-	for _, d := range []string{s.blobDir(), s.treeDir(), s.sourceDir(), s.stageDir()} {
+	for _, d := range []string{s.blobDir(), s.treeDir(), s.sourceDir(), s.stageDir(), s.tmpDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("open store %s: %w (set %s to a writable directory)", abs, err, Env)
 		}
@@ -77,6 +78,12 @@ func (s *Store) blobDir() string   { return filepath.Join(s.root, "blobs", "sha2
 func (s *Store) treeDir() string   { return filepath.Join(s.root, "trees", "sha256") }
 func (s *Store) sourceDir() string { return filepath.Join(s.root, "sources") }
 func (s *Store) stageDir() string  { return filepath.Join(s.root, "stages") }
+func (s *Store) tmpDir() string    { return filepath.Join(s.root, "tmp") }
+
+// TempDir makes an empty scratch directory inside the store (on the same
+// filesystem as its entries, so results can be renamed in). Leftovers of a
+// killed process are removed by the next Open.
+func (s *Store) TempDir(name string) (string, error) { return atomicfile.TempDir(s.tmpDir(), name) }
 
 // ValidSum reports whether sum is a sha256 in lowercase hex.
 func ValidSum(sum string) bool {
