@@ -442,6 +442,38 @@ var dequantizers = map[GGMLType]func([]float32, []byte) error{
 	BF16: quant.DequantizeBF16,
 	Q8_0: quant.DequantizeQ8_0,
 	Q4_0: quant.DequantizeQ4_0,
+	Q4_1: quant.DequantizeQ4_1,
+	Q5_0: quant.DequantizeQ5_0,
+	Q5_1: quant.DequantizeQ5_1,
+	Q2_K: quant.DequantizeQ2_K,
+	Q3_K: quant.DequantizeQ3_K,
+	Q4_K: quant.DequantizeQ4_K,
+	Q5_K: quant.DequantizeQ5_K,
+	Q6_K: quant.DequantizeQ6_K,
+	Q8_K: quant.DequantizeQ8_K,
+	F64: func(dst []float32, src []byte) error {
+		return convertInts(dst, src, 8, func(b []byte) float32 { return float32(math.Float64frombits(binary.LittleEndian.Uint64(b))) })
+	},
+	I8: func(dst []float32, src []byte) error {
+		return convertInts(dst, src, 1, func(b []byte) float32 { return float32(int8(b[0])) })
+	},
+	I16: func(dst []float32, src []byte) error {
+		return convertInts(dst, src, 2, func(b []byte) float32 { return float32(int16(binary.LittleEndian.Uint16(b))) })
+	},
+	I32: func(dst []float32, src []byte) error {
+		return convertInts(dst, src, 4, func(b []byte) float32 { return float32(int32(binary.LittleEndian.Uint32(b))) })
+	},
+}
+
+// convertInts converts fixed-size elements (I8, I16, I32, F64) to float32.
+func convertInts(dst []float32, src []byte, size int, conv func([]byte) float32) error {
+	if len(src) != len(dst)*size {
+		return fmt.Errorf("%d values need %d bytes, got %d", len(dst), len(dst)*size, len(src))
+	}
+	for i := range dst {
+		dst[i] = conv(src[i*size:])
+	}
+	return nil
 }
 
 func alignUp(x, a int64) int64 { return (x + a - 1) / a * a }
