@@ -1,0 +1,540 @@
+package recipe
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+	"github.com/lora-dev/lora/pkg/diag"
+)
+
+var plainNumber = regexp.MustCompile(`^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`)
+
+// nodeKind is the shape of a YAML value.
+type nodeKind int
+
+const (
+	nNull nodeKind = iota
+	nMap
+	nSeq
+	nString
+	nInt
+	nFloat
+	nBool
+)
+
+func (k nodeKind) String() string {
+	return [...]string{"null", "a mapping", "a list", "a string", "an integer", "a number", "a boolean"}[k]
+}
+
+// node is a YAML value with its place in the source. It is lora's own tree
+// (not go-yaml's AST) so that --set can graft values and every checker
+// sees one simple shape.
+type node struct {
+	kind nodeKind
+	file string
+	pos  diag.Pos // first character of the value
+	end  diag.Pos // one past the last character, on pos's line when possible
+
+	keys []*node // nMap: key nodes (nString), in file order
+	vals []*node // nMap: values
+	seq  []*node // nSeq
+
+	str string  // nString value; for other scalars the text as written
+	i   int64   // nInt
+	f   float64 // nFloat
+	b   bool    // nBool
+
+	m *posMap // nString: source position of every rune of str
+}
+
+func (n *node) rng() diag.Range {
+	end := n.end
+	if !end.IsValid() {
+		end = diag.Pos{Line: n.pos.Line, Col: n.pos.Col + 1}
+	}
+	return diag.Range{File: n.file, Start: n.pos, End: end}
+}
+
+// get returns the value of key in a mapping node.
+func (n *node) get(key string) *node {
+	if n == nil || n.kind != nMap {
+		return nil
+	}
+	for i, k := range n.keys {
+		if k.str == key {
+			return n.vals[i]
+		}
+	}
+	return nil
+}
+
+// keyNode returns the key node of key in a mapping node.
+func (n *node) keyNode(key string) *node {
+	if n == nil || n.kind != nMap {
+		return nil
+	}
+	for _, k := range n.keys {
+		if k.str == key {
+			return k
+		}
+	}
+	return nil
+}
+
+// describe names the value's kind for messages ("a string "x"").
+func (n *node) describe() string {
+	switch n.kind {
+	case nString:
+		s := n.str
+		if utf8.RuneCountInString(s) > 40 {
+			s = string([]rune(s)[:37]) + "..."
+		}
+		return fmt.Sprintf("a string %q", s)
+	case nInt, nFloat, nBool:
+		return fmt.Sprintf("%s (%s)", n.kind, n.str)
+	}
+	return n.kind.String()
+}
+
+// source is a file's text with a line index for position arithmetic.
+type source struct {
+	name  string
+	text  []byte
+	lines []int // byte offset of each line's start
+}
+
+func newSource(name string, text []byte) *source {
+	s := &source{name: name, text: text, lines: []int{0}}
+	for i, c := range text {
+		if c == '\n' {
+			s.lines = append(s.lines, i+1)
+		}
+	}
+	return s
+}
+
+// offset returns the byte offset of line:col (1-based, col in runes), or -1.
+func (s *source) offset(p diag.Pos) int {
+	if p.Line < 1 || p.Line > len(s.lines) {
+		return -1
+	}
+	off := s.lines[p.Line-1]
+	for c := 1; c < p.Col; c++ {
+		if off >= len(s.text) || s.text[off] == '\n' {
+			return off
+		}
+		_, sz := utf8.DecodeRune(s.text[off:])
+		off += sz
+	}
+	return off
+}
+
+// posAt returns the line:col of a byte offset.
+func (s *source) posAt(off int) diag.Pos {
+	lo, hi := 0, len(s.lines)-1
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if s.lines[mid] <= off {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	col := utf8.RuneCount(s.text[s.lines[lo]:min(off, len(s.text))]) + 1
+	return diag.Pos{Line: lo + 1, Col: col}
+}
+
+// parseYAML parses src into a node tree. Syntax errors, duplicate keys and
+// unsupported constructs become diagnostics; the tree is nil when the file
+// does not parse.
+func parseYAML(file string, src []byte) (*node, diag.List) {
+	var ds diag.List
+	if strings.TrimSpace(string(src)) == "" {
+		ds.Add(diag.Errorf(diag.Range{File: file}, "empty", "the recipe is empty").
+			WithHint("start with `version: 1`; see docs/recipe.md"))
+		return nil, ds
+	}
+	f, err := parser.ParseBytes(src, 0, parser.AllowDuplicateMapKey())
+	if err != nil {
+		ds.Add(syntaxDiag(file, err))
+		return nil, ds
+	}
+	if len(f.Docs) != 1 {
+		r := diag.Range{File: file, Start: diag.Pos{Line: 1, Col: 1}}
+		if len(f.Docs) > 1 && f.Docs[1].Start != nil {
+			r = tokRange(file, f.Docs[1].Start)
+		}
+		ds.Add(diag.Errorf(r, "yaml-syntax", "a recipe is one YAML document, found %d", len(f.Docs)).
+			WithHint("remove the extra `---` document separators"))
+		return nil, ds
+	}
+	c := &converter{src: newSource(file, src), anchors: map[string]*node{}}
+	n := c.conv(f.Docs[0].Body)
+	ds = append(ds, c.ds...)
+	return n, ds
+}
+
+// syntaxDiag turns a go-yaml error into a positioned diagnostic.
+func syntaxDiag(file string, err error) diag.Diagnostic {
+	type tokErr interface {
+		GetToken() *token.Token
+		GetMessage() string
+	}
+	if te, ok := err.(tokErr); ok && te.GetToken() != nil && te.GetToken().Position != nil {
+		msg := te.GetMessage()
+		return diag.Errorf(tokRange(file, te.GetToken()), "yaml-syntax", "YAML syntax: %s", msg).
+			WithHint("%s", syntaxHint(msg))
+	}
+	return diag.Errorf(diag.Range{File: file}, "yaml-syntax", "YAML syntax: %v", err).
+		WithHint("check indentation (spaces only, no tabs) and that quotes and brackets are closed")
+}
+
+func syntaxHint(msg string) string {
+	switch {
+	case strings.Contains(msg, "tab"):
+		return "indent with spaces; YAML does not allow tabs"
+	case strings.Contains(msg, "']'") || strings.Contains(msg, "'}'"):
+		return "close the flow collection with ] or }"
+	case strings.Contains(msg, "quote"):
+		return "close the quoted string"
+	}
+	return "check indentation (spaces only, no tabs) and that quotes and brackets are closed"
+}
+
+func tokRange(file string, tk *token.Token) diag.Range {
+	p := tk.Position
+	col := max(p.Column, 1)
+	n := max(utf8.RuneCountInString(tk.Value), 1)
+	if strings.Contains(tk.Value, "\n") {
+		n = 1
+	}
+	return diag.Range{File: file, Start: diag.Pos{Line: p.Line, Col: col}, End: diag.Pos{Line: p.Line, Col: col + n}}
+}
+
+type converter struct {
+	src     *source
+	anchors map[string]*node
+	ds      diag.List
+	depth   int
+}
+
+const maxDepth = 64
+
+func (c *converter) at(tk *token.Token) diag.Pos {
+	if tk == nil || tk.Position == nil {
+		return diag.Pos{}
+	}
+	return diag.Pos{Line: tk.Position.Line, Col: max(tk.Position.Column, 1)}
+}
+
+func (c *converter) conv(an ast.Node) *node {
+	if an == nil {
+		return &node{kind: nNull, file: c.src.name}
+	}
+	c.depth++
+	defer func() { c.depth-- }()
+	if c.depth > maxDepth {
+		c.ds.Add(diag.Errorf(diag.Range{File: c.src.name, Start: c.at(an.GetToken())}, "too-deep", "the YAML nests deeper than %d levels", maxDepth))
+		return &node{kind: nNull, file: c.src.name, pos: c.at(an.GetToken())}
+	}
+	n := &node{file: c.src.name, pos: c.at(an.GetToken())}
+	switch v := an.(type) {
+	case *ast.NullNode:
+		n.kind = nNull
+		n.str = "null"
+		if v.Token != nil && v.Token.Value == "" {
+			n.str = ""
+		}
+	case *ast.BoolNode:
+		n.kind, n.b, n.str = nBool, v.Value, v.Token.Value
+	case *ast.IntegerNode:
+		n.kind, n.str = nInt, v.Token.Value
+		switch x := v.Value.(type) {
+		case int64:
+			n.i = x
+		case uint64:
+			if x > math.MaxInt64 {
+				n.kind, n.f = nFloat, float64(x)
+			} else {
+				n.i = int64(x)
+			}
+		}
+	case *ast.FloatNode:
+		n.kind, n.f, n.str = nFloat, v.Value, v.Token.Value
+	case *ast.InfinityNode:
+		n.kind, n.f, n.str = nFloat, v.Value, v.Token.Value
+	case *ast.NanNode:
+		n.kind, n.f, n.str = nFloat, math.NaN(), v.Token.Value
+	case *ast.StringNode:
+		n.kind, n.str = nString, v.Value
+		n.m = c.scalarMap(v.Token, v.Value)
+		// go-yaml reads 3e-4 (no dot) as a string; YAML 1.2's core schema and
+		// every user mean a number
+		if v.Token.Type == token.StringType && plainNumber.MatchString(v.Value) {
+			if f, err := strconv.ParseFloat(v.Value, 64); err == nil {
+				n.kind, n.f = nFloat, f
+			}
+		}
+	case *ast.LiteralNode:
+		n.kind = nString
+		n.str = v.Value.Value
+		n.pos = c.at(v.Start)
+		n.m = c.blockMap(v.Start, v.Value.Value)
+	case *ast.MappingNode:
+		c.mapping(n, v.Values)
+	case *ast.MappingValueNode:
+		c.mapping(n, []*ast.MappingValueNode{v})
+	case *ast.SequenceNode:
+		n.kind = nSeq
+		for _, item := range v.Values {
+			n.seq = append(n.seq, c.conv(item))
+		}
+	case *ast.AnchorNode:
+		inner := c.conv(v.Value)
+		c.anchors[v.Name.GetToken().Value] = inner
+		return inner
+	case *ast.AliasNode:
+		name := v.Value.GetToken().Value
+		target, ok := c.anchors[name]
+		if !ok {
+			c.ds.Add(diag.Errorf(diag.Range{File: c.src.name, Start: n.pos}, "yaml-syntax", "unknown alias *%s", name).
+				WithHint("define the anchor &%s before using it", name))
+			n.kind = nNull
+			return n
+		}
+		return target
+	case *ast.TagNode:
+		inner := c.conv(v.Value)
+		switch v.Start.Value {
+		case "!!str":
+			if inner.kind != nMap && inner.kind != nSeq && inner.kind != nString {
+				inner.kind = nString
+			}
+		case "!!int", "!!float", "!!bool", "!!null", "!!map", "!!seq":
+		default:
+			c.ds.Add(diag.Errorf(diag.Range{File: c.src.name, Start: c.at(v.Start)}, "yaml-syntax", "unsupported YAML tag %s", v.Start.Value).
+				WithHint("remove the tag"))
+		}
+		return inner
+	case *ast.CommentNode, *ast.CommentGroupNode:
+		n.kind = nNull
+	default:
+		c.ds.Add(diag.Errorf(diag.Range{File: c.src.name, Start: n.pos}, "yaml-syntax", "unsupported YAML construct (%s)", an.Type()))
+		n.kind = nNull
+	}
+	if n.kind != nMap && n.kind != nSeq && !n.end.IsValid() {
+		n.end = c.scalarEnd(n, an)
+	}
+	return n
+}
+
+func (c *converter) mapping(n *node, values []*ast.MappingValueNode) {
+	n.kind = nMap
+	seen := map[string]*node{}
+	for _, mv := range values {
+		if _, ok := mv.Key.(*ast.MergeKeyNode); ok {
+			c.merge(n, seen, mv)
+			continue
+		}
+		k := c.conv(mv.Key)
+		if k.kind == nMap || k.kind == nSeq {
+			c.ds.Add(diag.Errorf(k.rng(), "yaml-syntax", "a mapping key must be a plain string"))
+			continue
+		}
+		if k.kind != nString {
+			k.kind = nString // keys are names: `1: x` is the key "1"
+		}
+		if first, dup := seen[k.str]; dup {
+			c.ds.Add(diag.Errorf(k.rng(), "duplicate-key", "duplicate key %q (first defined at line %d)", k.str, first.pos.Line).
+				WithHint("remove one of the two; YAML keys must be unique within a mapping"))
+			continue
+		}
+		seen[k.str] = k
+		n.keys = append(n.keys, k)
+		n.vals = append(n.vals, c.conv(mv.Value))
+	}
+	if len(n.keys) > 0 && !n.pos.IsValid() {
+		n.pos = n.keys[0].pos
+	}
+	if len(n.keys) > 0 && n.keys[0].pos.Line < n.pos.Line {
+		n.pos = n.keys[0].pos
+	}
+}
+
+// merge applies a YAML merge key (<<: *anchor): keys not yet present are copied.
+func (c *converter) merge(n *node, seen map[string]*node, mv *ast.MappingValueNode) {
+	src := c.conv(mv.Value)
+	var maps []*node
+	switch src.kind {
+	case nMap:
+		maps = []*node{src}
+	case nSeq:
+		maps = src.seq
+	}
+	for _, m := range maps {
+		if m.kind != nMap {
+			c.ds.Add(diag.Errorf(src.rng(), "yaml-syntax", "a merge key (<<) needs a mapping or a list of mappings"))
+			return
+		}
+		for i, k := range m.keys {
+			if _, ok := seen[k.str]; ok {
+				continue
+			}
+			seen[k.str] = k
+			n.keys = append(n.keys, k)
+			n.vals = append(n.vals, m.vals[i])
+		}
+	}
+}
+
+// scalarEnd computes where a scalar's text ends on its first line.
+func (c *converter) scalarEnd(n *node, an ast.Node) diag.Pos {
+	if n.m != nil && len(n.m.pos) > 0 {
+		last := n.m.pos[len(n.m.pos)-1]
+		if last.Line == n.pos.Line {
+			end := last.Col + 1
+			if tk := an.GetToken(); tk != nil && (tk.Type == token.DoubleQuoteType || tk.Type == token.SingleQuoteType) {
+				end++ // closing quote
+			}
+			return diag.Pos{Line: n.pos.Line, Col: end}
+		}
+	}
+	tk := an.GetToken()
+	if tk == nil {
+		return diag.Pos{}
+	}
+	w := utf8.RuneCountInString(tk.Value)
+	if n.kind == nString && tk.Type != token.StringType {
+		w += 2
+	}
+	if w == 0 || strings.Contains(tk.Value, "\n") {
+		w = 1
+	}
+	return diag.Pos{Line: n.pos.Line, Col: n.pos.Col + w}
+}
+
+// posMap maps each rune of a decoded scalar to its position in the file, so
+// that a position inside an expression becomes a file line:col.
+type posMap struct {
+	pos []diag.Pos
+}
+
+// at returns the file position of rune i of the value (clamped).
+func (m *posMap) at(i int) diag.Pos {
+	if m == nil || len(m.pos) == 0 {
+		return diag.Pos{}
+	}
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(m.pos) {
+		p := m.pos[len(m.pos)-1]
+		return diag.Pos{Line: p.Line, Col: p.Col + 1 + (i - len(m.pos))}
+	}
+	return m.pos[i]
+}
+
+// scalarMap aligns a flow scalar's value with the source text from its token
+// position: runes that match are mapped, quoting, escapes and folded line
+// breaks are skipped.
+func (c *converter) scalarMap(tk *token.Token, val string) *posMap {
+	if tk == nil || tk.Position == nil {
+		return nil
+	}
+	off := c.src.offset(c.at(tk))
+	if off < 0 {
+		return nil
+	}
+	quote := byte(0)
+	switch tk.Type {
+	case token.DoubleQuoteType:
+		quote = '"'
+	case token.SingleQuoteType:
+		quote = '\''
+	}
+	if quote != 0 && off < len(c.src.text) && c.src.text[off] == quote {
+		off++
+	}
+	return c.align(off, val, quote)
+}
+
+// blockMap maps a block scalar (| or >): its text starts on the line after the indicator.
+func (c *converter) blockMap(start *token.Token, val string) *posMap {
+	off := c.src.offset(c.at(start))
+	if off < 0 {
+		return nil
+	}
+	nl := strings.IndexByte(string(c.src.text[off:]), '\n')
+	if nl < 0 {
+		return nil
+	}
+	return c.align(off+nl+1, val, 0)
+}
+
+func (c *converter) align(off int, val string, quote byte) *posMap {
+	m := &posMap{pos: make([]diag.Pos, 0, len(val))}
+	text := c.src.text
+	for _, r := range val {
+		// bounded search: never look more than 256 bytes ahead for the next rune
+		limit := min(len(text), off+256)
+		found := -1
+		for j := off; j < limit; {
+			sr, sz := utf8.DecodeRune(text[j:])
+			if quote == '"' && sr == '\\' {
+				found = j
+				sz = escapeLen(text[j:])
+				off = j + sz
+				break
+			}
+			if quote == '\'' && sr == '\'' && j+1 < len(text) && text[j+1] == '\'' && r == '\'' {
+				found = j
+				off = j + 2
+				break
+			}
+			if sr == r {
+				found = j
+				off = j + sz
+				break
+			}
+			j += sz
+		}
+		if found < 0 {
+			// could not align (unusual folding): extrapolate from the last rune
+			if len(m.pos) == 0 {
+				m.pos = append(m.pos, c.src.posAt(off))
+			} else {
+				p := m.pos[len(m.pos)-1]
+				m.pos = append(m.pos, diag.Pos{Line: p.Line, Col: p.Col + 1})
+			}
+			continue
+		}
+		m.pos = append(m.pos, c.src.posAt(found))
+	}
+	return m
+}
+
+// escapeLen is the byte length of a double-quoted escape sequence at b[0]=='\\'.
+func escapeLen(b []byte) int {
+	if len(b) < 2 {
+		return len(b)
+	}
+	switch b[1] {
+	case 'x':
+		return min(len(b), 4)
+	case 'u':
+		return min(len(b), 6)
+	case 'U':
+		return min(len(b), 10)
+	case '\n':
+		return 2
+	}
+	_, sz := utf8.DecodeRune(b[1:])
+	return 1 + sz
+}
