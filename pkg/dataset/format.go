@@ -72,7 +72,12 @@ func ParseFormat(file string, data []byte) (*Format, error) {
 	fail := func(off int64, err error) (*Format, error) {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			off = max(se.Offset-1, 0)
+			// The streaming decoder's offsets skip what Token consumed:
+			// scan the whole file again to place the error exactly.
+			var v any
+			if e := json.Unmarshal(data, &v); errors.As(e, &se) {
+				err, off = se, max(se.Offset-1, 0)
+			}
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			off = int64(len(data))

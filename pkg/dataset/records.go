@@ -149,10 +149,13 @@ func (r *reader) one(fn func(Record) error) error {
 			// The decoder's offsets skip bytes its Token calls consumed:
 			// scan the value again on its own to place the error exactly.
 			if oe, ok := r.rescan(before, err).(*offsetError); ok {
-				return r.jsonErrFrom(oe, before)
+				// The offset counts the byte that broke the syntax.
+				return r.syntaxAt(before+oe.off-1, oe.Error())
 			}
+			// The value itself is sound: a delimiter around it is not.
+			return r.syntaxAt(r.dec.InputOffset(), se.Error())
 		}
-		return r.jsonErr(err)
+		return r.otherErr(err)
 	}
 	start := r.dec.InputOffset() - int64(len(raw))
 	if start < before {
@@ -270,24 +273,22 @@ type offsetError struct {
 	off int64
 }
 
-// jsonErr converts a decoder error into a positioned diagnostic.
-func (r *reader) jsonErr(err error) error { return r.jsonErrFrom(err, 0) }
-
-// jsonErrFrom is jsonErr for an error whose offset counts from base.
-func (r *reader) jsonErrFrom(err error, base int64) error {
+// jsonErr converts an error of the outer decoder's Token or More into a
+// positioned diagnostic: the decoder stopped at the offending byte.
+func (r *reader) jsonErr(err error) error {
 	var se *json.SyntaxError
-	var oe *offsetError
-	switch {
-	case errors.As(err, &oe):
-		return r.errAt(base+oe.off-1, "json-syntax", "invalid JSON: "+oe.Error(), "fix the JSON at this place (a JSON linter such as `jq . FILE` shows the same place)")
-	case errors.As(err, &se):
-		msg := se.Error()
-		off := base + se.Offset
-		if off > 0 {
-			off-- // the offset counts the byte that broke the syntax
-		}
-		return r.errAt(off, "json-syntax", "invalid JSON: "+msg, "fix the JSON at this place (a JSON linter such as `jq . FILE` shows the same place)")
-	case errors.Is(err, io.ErrUnexpectedEOF):
+	if errors.As(err, &se) {
+		return r.syntaxAt(r.dec.InputOffset(), se.Error())
+	}
+	return r.otherErr(err)
+}
+
+func (r *reader) syntaxAt(off int64, msg string) error {
+	return r.errAt(off, "json-syntax", "invalid JSON: "+msg, "fix the JSON at this place (a JSON linter such as `jq . FILE` shows the same place)")
+}
+
+func (r *reader) otherErr(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return r.errAt(-1, "json-syntax", "invalid JSON: the file ends in the middle of a value", "the file looks cut short: complete it or download it again")
 	}
 	return fmt.Errorf("read dataset %s: %w", r.path, err)

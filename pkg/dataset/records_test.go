@@ -112,6 +112,8 @@ func TestReadErrors(t *testing.T) {
 		{"bool field", `[{"ok": true}]`, 1, 3, "field-type", `field "ok" is a boolean`},
 		{"duplicate field", `{"a": "x", "a": "y"}`, 1, 12, "duplicate-field", `has field "a" twice`},
 		{"after array", `[{"a": "x"}] {"b": "y"}`, 1, 14, "json-syntax", "after the closing ]"},
+		{"missing comma between records", "[{\"a\": \"x\"}\n {\"a\": \"y\"}]", 2, 2, "json-syntax", "expected comma"},
+		{"bad value in array", "[{\"a\": \"x\"}, \n  nul]", 2, 6, "json-syntax", "invalid character ']'"},
 		{"empty", "  \n ", 1, 1, "empty-dataset", "empty"},
 		{"unicode column", "{\"é\": \"ü\", \"n\": 1}", 1, 12, "field-type", `field "n"`},
 	} {
