@@ -81,7 +81,7 @@ func (p Plan) order(epoch int) []int {
 	if !p.Shuffle {
 		return idx
 	}
-	r := newPCG(p.Seed, 0x5348554646 /* "SHUFF" */ ^ uint64(epoch)<<40)
+	r := newPCG(p.Seed, 0x5348554646 /* "SHUFF" */ ^uint64(epoch)<<40)
 	for i := len(idx) - 1; i > 0; i-- {
 		j := int(r.bounded(uint64(i + 1)))
 		idx[i], idx[j] = idx[j], idx[i]

@@ -110,4 +110,3 @@ func (t *Trainer) load(which byte, w *Weights) error {
 	}
 	return nil
 }
-
