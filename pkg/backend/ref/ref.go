@@ -16,8 +16,10 @@
 // a float32 GPU kernel; tolerances in pkg/backend/backendtest account for that.
 //
 // Quantized weights (F16, Q8_0, Q4_0, NF4) stay in their storage layout and are
-// dequantized per row (or per block-aligned row segment) inside Embed, MatMul and
-// MatMulDX into small per-worker scratch buffers; no full f32 copy is kept.
+// dequantized per row (or per block-aligned row segment) with pkg/quant's
+// decoders inside Embed, MatMul and MatMulDX, into small per-worker scratch
+// buffers; no full f32 copy is kept. The tests check the decoded values
+// against an independent value-by-value decoder of the byte layout.
 package ref
 
 import (
