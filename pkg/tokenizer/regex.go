@@ -256,6 +256,10 @@ func (p *reParser) atom() (*reNode, error) {
 		return &reNode{kind: nSet, set: set}, nil
 	case '.':
 		p.pos++
+		if p.mode == modeUnicode { // Oniguruma: anything but a newline
+			return p.setNode(&charSet{neg: true, ranges: []rune{'\n', '\n'}}), nil
+		}
+		// ECMAScript: anything but a line terminator
 		return p.setNode(&charSet{neg: true, ranges: []rune{'\n', '\n', '\r', '\r', 0x2028, 0x2029}}), nil
 	case '^':
 		p.pos++
