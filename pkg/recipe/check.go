@@ -19,10 +19,10 @@ import (
 func check(r *Recipe, root *node) diag.List {
 	c := &checker{r: r, root: root, stagesNode: root.get("stages")}
 	c.model()
+	c.graph()
 	for _, s := range r.Stages {
 		c.stage(s)
 	}
-	c.graph()
 	for _, s := range r.Stages {
 		c.exprs(s)
 	}
@@ -389,7 +389,10 @@ func (c *checker) defaults(s *Stage) {
 				found = append(found, n)
 			}
 		}
-		at := c.stageNode(s, strings.Split(key, ".")[0])
+		at := c.key("stages", s.Name, strings.Split(key, ".")[0])
+		if nn := c.at("stages", s.Name, "needs"); nn.kind != nSeq && c.at("stages", s.Name).keyNode("needs") != nil {
+			return "" // needs itself is wrong, reported by the decoder
+		}
 		switch len(found) {
 		case 1:
 			return found[0]

@@ -130,7 +130,7 @@ func (d *decoder) decodeStruct(n *node, v reflect.Value, where string, at *node)
 				}
 				continue
 			}
-			d.decodeField(val, v.Field(f.index), f, join(where, f.key))
+			d.decodeField(val, v.Field(f.index), f, join(where, f.key), k)
 		}
 	}
 	for i := range fs {
@@ -143,10 +143,10 @@ func (d *decoder) decodeStruct(n *node, v reflect.Value, where string, at *node)
 				continue // reported as missing-value
 			}
 			r := diag.Range{File: d.file}
-			if n != nil && n.kind == nMap {
-				r = n.rng()
-			} else if at != nil {
+			if at != nil {
 				r = at.rng()
+			} else if n != nil {
+				r = n.rng()
 			}
 			d.add(diag.Errorf(r, "missing-key", "%s is missing required key %q", orTop(where), f.key).
 				WithHint("add `%s:` (%s)", f.key, firstSentence(f.doc)))
@@ -155,7 +155,7 @@ func (d *decoder) decodeStruct(n *node, v reflect.Value, where string, at *node)
 		fv := v.Field(f.index)
 		if f.hasDef {
 			dn := defaultNode(f.def)
-			d.decodeField(dn, fv, f, join(where, f.key))
+			d.decodeField(dn, fv, f, join(where, f.key), nil)
 		} else if f.typ.Kind() == reflect.Struct && f.typ != exprType {
 			d.decodeStruct(nil, fv, join(where, f.key), nil)
 		}
@@ -175,7 +175,7 @@ func defaultNode(text string) *node {
 }
 
 // decodeField decodes one value into fv according to f's type and rules.
-func (d *decoder) decodeField(n *node, fv reflect.Value, f *field, where string) {
+func (d *decoder) decodeField(n *node, fv reflect.Value, f *field, where string, key *node) {
 	t := fv.Type()
 	switch {
 	case t == stagesType:
@@ -198,10 +198,10 @@ func (d *decoder) decodeField(n *node, fv reflect.Value, f *field, where string)
 			n = &node{kind: nMap, file: n.file, pos: n.pos, end: n.end}
 		}
 		p := reflect.New(t.Elem())
-		d.decodeStruct(n, p.Elem(), where, n)
+		d.decodeStruct(n, p.Elem(), where, key)
 		fv.Set(p)
 	case reflect.Struct:
-		d.decodeStruct(n, fv, where, n)
+		d.decodeStruct(n, fv, where, key)
 	case reflect.String:
 		if n.kind != nString {
 			d.add(wrongType(n, where, "a string").WithHint("quote the value: %s: %q", lastElem(where), n.str))
@@ -255,7 +255,7 @@ func (d *decoder) decodeField(n *node, fv reflect.Value, f *field, where string)
 		}
 		s := reflect.MakeSlice(t, len(n.seq), len(n.seq))
 		for i, item := range n.seq {
-			d.decodeField(item, s.Index(i), f, fmt.Sprintf("%s[%d]", where, i))
+			d.decodeField(item, s.Index(i), f, fmt.Sprintf("%s[%d]", where, i), item)
 		}
 		fv.Set(s)
 	case reflect.Array:
@@ -264,7 +264,7 @@ func (d *decoder) decodeField(n *node, fv reflect.Value, f *field, where string)
 			return
 		}
 		for i, item := range n.seq {
-			d.decodeField(item, fv.Index(i), f, fmt.Sprintf("%s[%d]", where, i))
+			d.decodeField(item, fv.Index(i), f, fmt.Sprintf("%s[%d]", where, i), item)
 		}
 	default:
 		panic("recipe: cannot decode into " + t.String())

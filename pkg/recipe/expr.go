@@ -181,12 +181,13 @@ func names(t reflect.Type) []string {
 
 // exprError turns an expr compile error into an ExprError with a hint.
 func exprError(kind, src string, err error) *ExprError {
+	msg := err.Error()
+	e := &ExprError{Length: 1, Message: msg}
 	var fe *file.Error
-	if !errors.As(err, &fe) {
-		return &ExprError{Length: 1, Message: err.Error()}
+	if errors.As(err, &fe) {
+		msg = fe.Message
+		e = &ExprError{Offset: fe.From, Length: max(1, fe.To-fe.From), Message: msg}
 	}
-	msg := fe.Message
-	e := &ExprError{Offset: fe.From, Length: max(1, fe.To-fe.From), Message: msg}
 	env, _ := envFor(kind)
 	switch {
 	case strings.HasPrefix(msg, "unknown name "):

@@ -85,8 +85,14 @@ func Parse(filename string, src []byte, overrides []string) (*Recipe, diag.List)
 	if r.Name == "" {
 		r.Name = slugFromPath(filename)
 	}
-	ds = append(ds, validateSchema(root)...)
 	ds = append(ds, check(r, root)...)
+	// the schema checks what the decoder checks; a schema finding is kept
+	// only where the decoder reported nothing inside the same value
+	for _, sd := range validateSchema(root) {
+		if !reportedWithin(ds, sd.at) {
+			ds = append(ds, sd.d)
+		}
+	}
 	ds = ds.Dedupe()
 	return r, ds
 }

@@ -1,0 +1,157 @@
+package recipe
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files, the schema and the generated docs")
+
+// repoRoot walks up from the package directory to the directory with go.mod.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// TestSchemaFile keeps schemas/recipe.schema.json equal to the schema
+// generated from the Go types (regenerate with -update).
+func TestSchemaFile(t *testing.T) {
+	path := filepath.Join(repoRoot(t), "schemas", "recipe.schema.json")
+	want := marshalSchema()
+	if *update {
+		if err := writeAtomic(path, want); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s is out of date with the Go types; run: go test ./pkg/recipe -run TestSchemaFile -update", path)
+	}
+}
+
+// TestSchemaMatchesTypes walks the Go types (by yaml tags) and the schema
+// file side by side: every field must be a property and every property a
+// field, with the same enums and required keys, and every property must
+// have a description.
+func TestSchemaMatchesTypes(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "schemas", "recipe.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root map[string]any
+	if err := json.Unmarshal(b, &root); err != nil {
+		t.Fatal(err)
+	}
+	defs, _ := root["$defs"].(map[string]any)
+	var walk func(path string, typ reflect.Type, s map[string]any)
+	walk = func(path string, typ reflect.Type, s map[string]any) {
+		if ref, ok := s["$ref"].(string); ok {
+			s, _ = defs[filepath.Base(ref)].(map[string]any)
+		}
+		props, _ := s["properties"].(map[string]any)
+		if props == nil {
+			t.Errorf("%s: schema has no properties for Go type %s", path, typ)
+			return
+		}
+		if s["additionalProperties"] != false {
+			t.Errorf("%s: schema allows unknown keys; the decoder does not", path)
+		}
+		var goKeys, goReq []string
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			key := f.Tag.Get("yaml")
+			if key == "" || key == "-" {
+				continue
+			}
+			goKeys = append(goKeys, key)
+			if f.Tag.Get("required") == "true" {
+				goReq = append(goReq, key)
+			}
+			p, ok := props[key].(map[string]any)
+			if !ok {
+				t.Errorf("%s.%s: Go field %s has no schema property", path, key, f.Name)
+				continue
+			}
+			if d, _ := p["description"].(string); d == "" {
+				t.Errorf("%s.%s: schema property has no description", path, key)
+			}
+			var want []string
+			if e := f.Tag.Get("enum"); e != "" {
+				want = splitComma(e)
+			}
+			var got []string
+			if e, ok := p["enum"].([]any); ok {
+				for _, v := range e {
+					got = append(got, v.(string))
+				}
+			}
+			if !slices.Equal(want, got) {
+				t.Errorf("%s.%s: enum differs: Go %v, schema %v", path, key, want, got)
+			}
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			switch {
+			case ft == stagesType:
+				walk(path+"."+key+".*", reflect.TypeFor[Stage](), p["additionalProperties"].(map[string]any))
+			case ft.Kind() == reflect.Struct && ft != exprType:
+				walk(path+"."+key, ft, p)
+			}
+		}
+		var schemaKeys []string
+		for k := range props {
+			schemaKeys = append(schemaKeys, k)
+			if !slices.Contains(goKeys, k) {
+				t.Errorf("%s.%s: schema property has no Go field", path, k)
+			}
+		}
+		var req []string
+		if r, ok := s["required"].([]any); ok {
+			for _, v := range r {
+				req = append(req, v.(string))
+			}
+		}
+		sort.Strings(req)
+		sort.Strings(goReq)
+		if !slices.Equal(req, goReq) {
+			t.Errorf("%s: required keys differ: Go %v, schema %v", path, goReq, req)
+		}
+	}
+	walk("recipe", reflect.TypeFor[Recipe](), root)
+}
+
+func splitComma(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ',' {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return out
+}
