@@ -195,7 +195,7 @@ func TestPreTokenizerTable(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, in string
-		want []string
+		want     []string
 	}{
 		{"gpt-2", "Hello world's 12345!!  x", []string{"Hello", " world", "'s", " 12345", "!!", " ", " x"}},
 		{"llama-bpe", "Hello WORLD'S 12345!!\n\n x", []string{"Hello", " WORLD", "'S", " ", "123", "45", "!!\n\n", " x"}},
