@@ -102,7 +102,7 @@ func NewFormatter(f *Format, tok examples.Tokenizer, opts Options) (*Formatter, 
 	if opts.CutoffLen <= 1 {
 		return nil, fmt.Errorf("cutoff_len %d: want at least 2 tokens", opts.CutoffLen)
 	}
-	if opts.EvalSplit < 0 || (opts.EvalSplit > 0.5 && opts.EvalSplit < 1) || opts.EvalSplit != math.Trunc(opts.EvalSplit) && opts.EvalSplit >= 1 {
+	if e := opts.EvalSplit; e < 0 || (e > 0.5 && e < 1) || (e >= 1 && e != math.Trunc(e)) {
 		return nil, fmt.Errorf("eval_split %v: want a fraction up to 0.5 or a whole count", opts.EvalSplit)
 	}
 	seen := map[string]bool{}
@@ -167,7 +167,7 @@ func (fm *Formatter) Example(rec Record) (examples.Example, Outcome) {
 			}
 		}
 	}
-	if fm.opts.AddEOS && (len(ids) == 0 || ids[len(ids)-1] != fm.tok.EOS()) {
+	if fm.opts.AddEOS && fm.tok.EOS() >= 0 && (len(ids) == 0 || ids[len(ids)-1] != fm.tok.EOS()) {
 		ids = append(ids, fm.tok.EOS())
 	}
 	if len(ids) == 0 {
@@ -230,7 +230,7 @@ func (fm *Formatter) specialAt(s string) (special, bool) {
 
 // Build runs the format stage: it formats every record of the dataset at
 // path and writes examples.jsonl, eval.jsonl (with an eval split) and
-// examples.json into out. warn receives one line per notable event.
+// examples.json into out.
 func Build(ctx context.Context, path string, f *Format, tok examples.Tokenizer, opts Options, out string) (examples.Stats, error) {
 	fm, err := NewFormatter(f, tok, opts)
 	if err != nil {

@@ -2,6 +2,8 @@ package examples
 
 import (
 	"strings"
+
+	"github.com/lora-dev/lora/pkg/tokenizer"
 )
 
 // Tokenizer is what the data stages need from a tokenizer. Text encodes
@@ -114,4 +116,32 @@ func Labels(ids []int32, from int) []int32 {
 		}
 	}
 	return l
+}
+
+// FromTokenizer adapts a lora tokenizer to the data stages' Tokenizer. It
+// also lists the vocabulary's control tokens (SpecialTokens), so that the
+// format stage can recognise them in template text.
+func FromTokenizer(t *tokenizer.Tokenizer) Tokenizer { return adapter{t} }
+
+type adapter struct{ t *tokenizer.Tokenizer }
+
+func (a adapter) Text(s string) []int32           { return a.t.Encode(s, tokenizer.EncodeOptions{}) }
+func (a adapter) TokenText(id int32) string       { return a.t.TokenText(id) }
+func (a adapter) Decode(ids []int32) string       { return a.t.Decode(ids) }
+func (a adapter) BOS() int32                      { return a.t.BOS() }
+func (a adapter) EOS() int32                      { return a.t.EOS() }
+func (a adapter) AddBOS() bool                    { return a.t.AddBOS() && a.t.BOS() != tokenizer.NoToken }
+func (a adapter) Tokenizer() *tokenizer.Tokenizer { return a.t }
+
+// SpecialTokens maps the text of every control token to its id.
+func (a adapter) SpecialTokens() map[string]int32 {
+	m := map[string]int32{}
+	for id := int32(0); int(id) < a.t.VocabSize(); id++ {
+		if a.t.IsControl(id) {
+			if s := a.t.Token(id); s != "" {
+				m[s] = id
+			}
+		}
+	}
+	return m
 }
