@@ -85,14 +85,15 @@ func (t *TensorInfo) Size() (uint64, error) {
 	if !ok {
 		return 0, fmt.Errorf("tensor %q has unknown type %d", t.Name, uint32(t.Type))
 	}
-	if len(t.Dims) == 0 {
-		return uint64(ti.size), nil
+	dims := t.Dims
+	if len(dims) == 0 {
+		dims = []uint64{1} // a scalar
 	}
-	if t.Dims[0]%uint64(ti.block) != 0 {
-		return 0, fmt.Errorf("tensor %q: first dimension %d is not a multiple of the %s block size %d", t.Name, t.Dims[0], t.Type, ti.block)
+	if dims[0]%uint64(ti.block) != 0 {
+		return 0, fmt.Errorf("tensor %q: first dimension %d is not a multiple of the %s block size %d", t.Name, dims[0], t.Type, ti.block)
 	}
-	n := t.Dims[0] / uint64(ti.block)
-	for _, d := range t.Dims[1:] {
+	n := dims[0] / uint64(ti.block)
+	for _, d := range dims[1:] {
 		hi, lo := bits.Mul64(n, d)
 		if hi != 0 {
 			return 0, fmt.Errorf("tensor %q: size overflows", t.Name)
