@@ -126,6 +126,9 @@ type Stage struct {
 	Metrics  map[string]any  `json:"metrics,omitempty"`
 	Gate     *Gate           `json:"gate,omitempty"`
 	Error    string          `json:"error,omitempty"`
+	// Reproduced is set when a stage ran although its key was stored (rerun,
+	// --force): whether the new output's files equal the stored ones.
+	Reproduced *bool `json:"reproduced,omitempty"`
 }
 
 // Gate records a gate's outcome.
