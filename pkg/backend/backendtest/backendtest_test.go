@@ -105,7 +105,7 @@ func TestKitCatchesBugs(t *testing.T) {
 	}
 	cases := []struct {
 		bug, op string
-		want  string // regexp the failure output must match
+		want    string // regexp the failure output must match
 	}{
 		{"matmul-q4", "MatMul", `MatMul q4_0 x \[33, 32\] · wᵀ \[130, 32\] accumulate=true: out\[32 129\] = .* want .* \(\|diff\| .* > tol .*\); 1 of 4290 elements out of tolerance`},
 		{"dx-accumulate", "MatMulDX", `MatMulDX f32 dy \[33, 130\] · w \[130, 7\] accumulate=true: dx\[0 0\] = `},
