@@ -446,7 +446,7 @@ func checkAdamW(k *kit) {
 			param, grad := k.f32("param", k.vec(n, 1), n), k.f32("grad", gv, n)
 			m, v := k.alloc("m", backend.F32, n), k.alloc("v", backend.F32, n)
 			sumsq := k.f32("sumsq", []float32{float32(ss)}, 1)
-			const lr, b1, b2, eps, wd = 1e-3, 0.9, 0.999, 1e-8, 0.01
+			const lr, b1, b2, eps, wd = 0.05, 0.9, 0.999, 1e-8, 0.1 // large enough that every term shows at 1e-4
 			for step := 1; step <= 2; step++ {
 				sc := []float32{lr, b1, b2, eps, wd, float32(1 - math.Pow(b1, float64(step))), float32(1 - math.Pow(b2, float64(step))), maxNorm}
 				scalars := k.f32("scalars", sc, backend.AdamWScalarsLen)
