@@ -1,7 +1,6 @@
 package recipe
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lora-dev/lora/pkg/dataset"
 	"github.com/lora-dev/lora/pkg/diag"
 )
 
@@ -173,50 +173,39 @@ func (c *checker) format(s *Stage) {
 		c.add(diag.Errorf(at.rng(), "missing-file", "stages.%s.format.format: cannot read format file %s: %v", s.Name, p, unwrapPath(err)).WithHint("%s", hint))
 		return
 	}
-	if err := ValidateFormatFile(b); err != nil {
-		c.add(diag.Errorf(at.rng(), "bad-format-file", "stages.%s.format.format: %s: %v", s.Name, p, err).
+	if _, err := dataset.ParseFormat(p, b); err != nil {
+		inner := diagsOf(err)
+		msg := err.Error()
+		if len(inner) > 0 {
+			msg = fmt.Sprintf("%d problem(s), reported at the format file", len(inner))
+			for _, d := range inner {
+				c.add(d)
+			}
+		}
+		c.add(diag.Errorf(at.rng(), "bad-format-file", "stages.%s.format.format: format file %s is invalid: %s", s.Name, p, msg).
 			WithHint("a format file is a JSON object like {\"instruction,output\": \"User: %%instruction%%\\nAssistant: %%output%%\"}"))
 	}
 }
 
-// maxFormatFile bounds format files; real ones are a few hundred bytes.
-const maxFormatFile = 1 << 20
-
-// ValidateFormatFile checks a prompt-format file: a JSON object whose keys
-// are comma-joined record field names and whose values are templates that
-// use each of those fields as %field%.
-func ValidateFormatFile(b []byte) error {
-	if len(b) > maxFormatFile {
-		return fmt.Errorf("format file is %d bytes, more than the %d allowed", len(b), maxFormatFile)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return fmt.Errorf("not a JSON object: %w", err)
-	}
-	if len(m) == 0 {
-		return errors.New("the object has no templates")
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		t, ok := m[k].(string)
-		if !ok {
-			return fmt.Errorf("template %q is not a string", k)
-		}
-		for _, f := range strings.Split(k, ",") {
-			f = strings.TrimSpace(f)
-			if f == "" {
-				return fmt.Errorf("key %q has an empty field name", k)
+// diagsOf collects the Diagnostics an error wraps (as diag.List.Err makes).
+func diagsOf(err error) diag.List {
+	var out diag.List
+	var walk func(error)
+	walk = func(e error) {
+		switch x := e.(type) {
+		case diag.Diagnostic:
+			out = append(out, x)
+			return
+		case interface{ Unwrap() []error }:
+			for _, w := range x.Unwrap() {
+				walk(w)
 			}
-			if !strings.Contains(t, "%"+f+"%") {
-				return fmt.Errorf("template %q does not use %%%s%%", k, f)
-			}
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
 		}
 	}
-	return nil
+	walk(err)
+	return out
 }
 
 // split checks an eval_split value: a fraction up to 0.5 or a whole count.
