@@ -631,3 +631,47 @@ func TestCancelPublishesNothing(t *testing.T) {
 		t.Errorf("temporary dirs left: %v", tmps)
 	}
 }
+
+func TestRerun(t *testing.T) {
+	e := newEnv(t)
+	res, err := e.run(t, e.opts(), "stages.train.train.lora.rank=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lock.Read(res.RunDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Editing the recipe file does not change what a rerun does: the lock holds the source.
+	e.write(t, "demo.yaml", strings.Replace(demoRecipe, "seed: 7", "seed: 8", 1))
+	opt := e.opts()
+	opt.Fresh = []string{recipe.KindTrain}
+	res2, err := Rerun(context.Background(), l, opt)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, e.log.String())
+	}
+	if got := statuses(res2.Lock); got != "data=cached prompts=cached train=ran eval=cached report=skipped" {
+		t.Fatalf("rerun: %s", got)
+	}
+	if rp := res2.Lock.Stage("train").Reproduced; rp == nil || !*rp {
+		t.Errorf("train not reproduced: %v", rp)
+	}
+	if res2.Lock.Seed != 7 || res2.Lock.Overrides[0] != "stages.train.train.lora.rank=4" {
+		t.Errorf("rerun used seed %d, overrides %v", res2.Lock.Seed, res2.Lock.Overrides)
+	}
+	// A changed input is caught before any work, with exit code 4.
+	e.write(t, "data.json", `[]`)
+	before := runs("format") + runs("train")
+	_, err = Rerun(context.Background(), l, e.opts())
+	if exitCode(err) != 4 || !strings.Contains(err.Error(), "data.json") {
+		t.Fatalf("err = %v (exit %d)", err, exitCode(err))
+	}
+	if runs("format")+runs("train") != before {
+		t.Error("stages ran before inputs were verified")
+	}
+	// A tampered lock (recipe source edited) is a checksum error too.
+	l.Recipe.Source += "\n# edited\n"
+	if _, err := Rerun(context.Background(), l, e.opts()); exitCode(err) != 4 {
+		t.Fatalf("tampered lock: %v", err)
+	}
+}

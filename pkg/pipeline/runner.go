@@ -67,6 +67,13 @@ type Result struct {
 	Lock   *lock.Lock
 }
 
+func (o Options) logOrDiscard() io.Writer {
+	if o.Log == nil {
+		return io.Discard
+	}
+	return o.Log
+}
+
 type runner struct {
 	r       *recipe.Recipe
 	opt     Options
