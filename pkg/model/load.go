@@ -135,7 +135,7 @@ func FromGGUF(f *gguf.File, name string, be backend.Backend, opts LoadOptions) (
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
 	src := &ggufSource{f: f}
-	m, err := build(c, src, be, opts)
+	m, err := build(c, src, be, opts, false)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
@@ -155,8 +155,9 @@ type weightSource interface {
 type srcTensor struct {
 	shape    []int
 	fileType string
-	raw      []byte        // non-nil when stored is a backend type
-	stored   backend.DType // type of raw
+	storable bool          // the backends read the file's type directly
+	stored   backend.DType // that type, when storable
+	raw      func() ([]byte, error)
 	f32      func() ([]float32, error)
 }
 
@@ -170,24 +171,14 @@ func (s *ggufSource) get(name string) (*srcTensor, error) {
 		return nil, fmt.Errorf("tensor %s is missing", name)
 	}
 	st := &srcTensor{shape: t.Shape(), fileType: t.Type.String()}
-	if dt, ok := storable[t.Type]; ok {
-		raw, err := s.f.TensorData(t)
-		if err != nil {
-			return nil, err
-		}
-		st.raw, st.stored = raw, dt
-		st.f32 = func() ([]float32, error) {
-			out := make([]float32, t.NumElements())
-			return out, gguf.Dequantize(t.Type, out, raw)
-		}
-		return st, nil
-	}
+	st.stored, st.storable = storable[t.Type]
+	st.raw = func() ([]byte, error) { return s.f.TensorData(t) }
 	st.f32 = func() ([]float32, error) { return s.f.TensorFloat32(t) }
 	return st, nil
 }
 
 // build reads every weight from src and uploads it.
-func build(c Config, src weightSource, be backend.Backend, opts LoadOptions) (*Model, error) {
+func build(c Config, src weightSource, be backend.Backend, opts LoadOptions, dry bool) (*Model, error) {
 	qt, quantize, err := ParseQuantize(opts.Quantize)
 	if err != nil {
 		return nil, err
@@ -215,45 +206,53 @@ func build(c Config, src weightSource, be backend.Backend, opts LoadOptions) (*M
 			return nil, fmt.Errorf("tensor %s has shape %v, want %v for this config", name, st.shape, want)
 		}
 		rep := TensorReport{Name: name, Shape: st.shape, FileType: st.fileType}
-		var t backend.Tensor
+		cols := want[len(want)-1]
+		const (
+			asIs = iota
+			quantizeF32
+			asF32
+		)
+		mode := asIs
 		switch {
-		case k == matrix && quantize && st.raw != nil && st.stored == qt:
+		case k == matrix && quantize && st.storable && st.stored == qt:
 			rep.Stored = qt
-			t, err = be.FromBytes(qt, want, st.raw)
-		case k == matrix && quantize && want[len(want)-1]%qt.BlockSize() == 0:
-			var vals []float32
-			if vals, err = st.f32(); err != nil {
-				return nil, fmt.Errorf("tensor %s: %w", name, err)
-			}
-			var raw []byte
-			if raw, err = Quantize(qt, vals, want[len(want)-1]); err != nil {
-				return nil, fmt.Errorf("tensor %s: %w", name, err)
-			}
-			rep.Stored = qt
-			t, err = be.FromBytes(qt, want, raw)
-		case k != vector && st.raw != nil:
-			if k == matrix && quantize {
-				rep.Kept = true
-				rep.Why = fmt.Sprintf("rows of %d values are not a multiple of the %s block (%d)", want[len(want)-1], qt, qt.BlockSize())
-			}
+		case k == matrix && quantize && cols%qt.BlockSize() == 0:
+			rep.Stored, mode = qt, quantizeF32
+		case k != vector && st.storable:
 			rep.Stored = st.stored
-			t, err = be.FromBytes(st.stored, want, st.raw)
 		default:
-			if k == matrix && quantize {
-				rep.Kept = true
-				rep.Why = fmt.Sprintf("rows of %d values are not a multiple of the %s block (%d); stored as f32", want[len(want)-1], qt, qt.BlockSize())
-			}
-			var vals []float32
-			if vals, err = st.f32(); err != nil {
-				return nil, fmt.Errorf("tensor %s: %w", name, err)
-			}
-			rep.Stored = backend.F32
-			t, err = be.FromBytes(backend.F32, want, f32Bytes(vals))
+			rep.Stored, mode = backend.F32, asF32
 		}
+		if k == matrix && quantize && rep.Stored != qt {
+			rep.Kept = true
+			rep.Why = fmt.Sprintf("rows of %d values are not a multiple of the %s block (%d); kept as %s", cols, qt, qt.BlockSize(), rep.Stored)
+		}
+		m.Tensors = append(m.Tensors, rep)
+		if dry {
+			return nil, nil
+		}
+		var raw []byte
+		switch mode {
+		case asIs:
+			raw, err = st.raw()
+		case quantizeF32:
+			var vals []float32
+			if vals, err = st.f32(); err == nil {
+				raw, err = Quantize(qt, vals, cols)
+			}
+		case asF32:
+			var vals []float32
+			if vals, err = st.f32(); err == nil {
+				raw = f32Bytes(vals)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("tensor %s: %w", name, err)
+		}
+		t, err := be.FromBytes(rep.Stored, want, raw)
 		if err != nil {
 			return nil, fmt.Errorf("uploading %s: %w", name, err)
 		}
-		m.Tensors = append(m.Tensors, rep)
 		return t, nil
 	}
 	if m.Embed, err = upload("token_embd.weight", []int{c.Vocab, c.Dim}, table); err != nil {
