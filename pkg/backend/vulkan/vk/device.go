@@ -59,11 +59,21 @@ func Open(d DeviceInfo) (*Device, error) {
 		QueueCreateInfoCount: 1,
 		PQueueCreateInfos:    qinfo,
 	}
+	var (
+		dev    vk.Device
+		pool   vk.CommandPool
+		cache  vk.PipelineCache
+		setLay vk.DescriptorSetLayout
+		layout vk.PipelineLayout
+	)
 	dv := &Device{Info: d, modules: map[string]vk.ShaderModule{}, pipelines: map[string]*Pipeline{}, sets: map[setKey]vk.DescriptorSet{}}
-	if err := check("vkCreateDevice on "+d.Name, vk.CreateDevice(d.phys, dinfo, nil, &dv.dev)); err != nil {
+	if err := check("vkCreateDevice on "+d.Name, vk.CreateDevice(d.phys, dinfo, nil, &dev)); err != nil {
 		return nil, err
 	}
-	vk.GetDeviceQueue(dv.dev, d.family, 0, &dv.queue)
+	dv.dev = dev
+	var queue vk.Queue
+	vk.GetDeviceQueue(dv.dev, d.family, 0, &queue)
+	dv.queue = queue
 	dv.cmds = C.lora_vk_cmds_new(gipa, handle(instance), handle(dv.dev))
 	if dv.cmds == nil {
 		vk.DestroyDevice(dv.dev, nil)
@@ -74,15 +84,17 @@ func Open(d DeviceInfo) (*Device, error) {
 		Flags:            vk.CommandPoolCreateFlags(vk.CommandPoolCreateResetCommandBufferBit),
 		QueueFamilyIndex: d.family,
 	}
-	if err := check("vkCreateCommandPool", vk.CreateCommandPool(dv.dev, pinfo, nil, &dv.pool)); err != nil {
+	if err := check("vkCreateCommandPool", vk.CreateCommandPool(dv.dev, pinfo, nil, &pool)); err != nil {
 		dv.Close()
 		return nil, err
 	}
+	dv.pool = pool
 	cinfo := &vk.PipelineCacheCreateInfo{SType: vk.StructureTypePipelineCacheCreateInfo}
-	if err := check("vkCreatePipelineCache", vk.CreatePipelineCache(dv.dev, cinfo, nil, &dv.cache)); err != nil {
+	if err := check("vkCreatePipelineCache", vk.CreatePipelineCache(dv.dev, cinfo, nil, &cache)); err != nil {
 		dv.Close()
 		return nil, err
 	}
+	dv.cache = cache
 	binds := make([]vk.DescriptorSetLayoutBinding, MaxBindings)
 	for i := range binds {
 		binds[i] = vk.DescriptorSetLayoutBinding{
@@ -97,10 +109,11 @@ func Open(d DeviceInfo) (*Device, error) {
 		BindingCount: MaxBindings,
 		PBindings:    binds,
 	}
-	if err := check("vkCreateDescriptorSetLayout", vk.CreateDescriptorSetLayout(dv.dev, linfo, nil, &dv.setLay)); err != nil {
+	if err := check("vkCreateDescriptorSetLayout", vk.CreateDescriptorSetLayout(dv.dev, linfo, nil, &setLay)); err != nil {
 		dv.Close()
 		return nil, err
 	}
+	dv.setLay = setLay
 	plinfo := &vk.PipelineLayoutCreateInfo{
 		SType:                  vk.StructureTypePipelineLayoutCreateInfo,
 		SetLayoutCount:         1,
@@ -111,10 +124,11 @@ func Open(d DeviceInfo) (*Device, error) {
 			Size:       PushBytes,
 		}},
 	}
-	if err := check("vkCreatePipelineLayout", vk.CreatePipelineLayout(dv.dev, plinfo, nil, &dv.layout)); err != nil {
+	if err := check("vkCreatePipelineLayout", vk.CreatePipelineLayout(dv.dev, plinfo, nil, &layout)); err != nil {
 		dv.Close()
 		return nil, err
 	}
+	dv.layout = layout
 	dv.mem.init(dv)
 	return dv, nil
 }
@@ -312,17 +326,21 @@ func (d *Device) NewCmd(maxTimed uint32) (*Cmd, error) {
 	}
 	c.cb = cbs[0]
 	finfo := &vk.FenceCreateInfo{SType: vk.StructureTypeFenceCreateInfo}
-	if err := check("vkCreateFence", vk.CreateFence(d.dev, finfo, nil, &c.fence)); err != nil {
+	var fence vk.Fence
+	if err := check("vkCreateFence", vk.CreateFence(d.dev, finfo, nil, &fence)); err != nil {
 		c.Release()
 		return nil, err
 	}
+	c.fence = fence
 	if d.Info.Timestamps && maxTimed > 0 {
 		qinfo := &vk.QueryPoolCreateInfo{
 			SType:      vk.StructureTypeQueryPoolCreateInfo,
 			QueryType:  vk.QueryTypeTimestamp,
 			QueryCount: 2 * maxTimed,
 		}
-		if vk.CreateQueryPool(d.dev, qinfo, nil, &c.qpool) == vk.Success {
+		var qpool vk.QueryPool
+		if vk.CreateQueryPool(d.dev, qinfo, nil, &qpool) == vk.Success {
+			c.qpool = qpool
 			c.qcap = 2 * maxTimed
 		}
 	}

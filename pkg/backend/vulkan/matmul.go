@@ -1,0 +1,191 @@
+package vulkan
+
+import (
+	"fmt"
+
+	"github.com/lora-dev/lora/pkg/backend"
+	"github.com/lora-dev/lora/pkg/backend/vulkan/vk"
+)
+
+// gemmConfig holds the tile sizes passed to gemm.comp as specialization constants.
+type gemmConfig struct{ BM, BN, BK, TM, TN uint32 }
+
+func (g gemmConfig) threads() uint32 { return (g.BM / g.TM) * (g.BN / g.TN) }
+
+func (g gemmConfig) spec() []uint32 { return []uint32{g.threads(), g.BM, g.BN, g.BK, g.TM, g.TN} }
+
+// defaultGemm picks 64x64 tiles with 4x4 outputs per invocation (256
+// invocations), or 8x8 per invocation where workgroups are limited to 128.
+func defaultGemm(d vk.DeviceInfo) gemmConfig {
+	g := gemmConfig{BM: 64, BN: 64, BK: 16, TM: 4, TN: 4}
+	if d.MaxWorkgroupInvocation < g.threads() {
+		g.TM, g.TN = 8, 8
+	}
+	return g
+}
+
+var weightName = map[backend.DType]string{
+	backend.F32: "f32", backend.F16: "f16", backend.Q8_0: "q8_0", backend.Q4_0: "q4_0", backend.NF4: "nf4",
+}
+
+func (b *Backend) weight(op string, x backend.Tensor) (*tensor, error) {
+	w, err := b.get(op, "w", x)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := weightName[w.dt]; !ok {
+		return nil, fmt.Errorf("%s: w %v has dtype %v: want f32, f16, q8_0, q4_0 or nf4", op, w.shape, w.dt)
+	}
+	return w, nil
+}
+
+// rowRange is a range of weight rows bound as one view.
+type rowRange struct {
+	r0, r1 int
+	view   vk.View
+	base   uint32 // byte offset of row r0 inside view
+}
+
+// rowRanges splits t's rows into ranges whose bindings fit the device limit.
+func (b *Backend) rowRanges(op string, t *tensor) ([]rowRange, error) {
+	rowBytes := uint64(t.dt.RowBytes(t.cols))
+	if t.bytes+3 <= b.maxBind {
+		return []rowRange{{0, t.rows, t.view(), 0}}, nil
+	}
+	per := int((b.maxBind - b.align - 4) / rowBytes)
+	if per < 1 {
+		return nil, fmt.Errorf("%s: one row of w %v (%d bytes) exceeds the device's largest storage binding (%s)", op, t.shape, rowBytes, vk.MiB(b.maxBind))
+	}
+	var out []rowRange
+	for r0 := 0; r0 < t.rows; r0 += per {
+		r1 := min(t.rows, r0+per)
+		start := t.blk.Offset + uint64(r0)*rowBytes
+		aligned := start / b.align * b.align
+		end := t.blk.Offset + uint64(r1)*rowBytes
+		out = append(out, rowRange{r0, r1, vk.View{Buffer: t.blk.Buffer, Offset: aligned, Size: (end - aligned + 3) &^ 3}, uint32(start - aligned)})
+	}
+	return out, nil
+}
+
+// gemm records C[m, n] (+)= sum_k A(m, k) B(k, n); see shaders/gemm.comp.
+func (b *Backend) gemm(op, variant string, M, N, K, lda, ldc, aOff, cOff int, a, w, c vk.View, wbase, wrow uint32, acc bool) error {
+	g := b.gemmCfg
+	push := []uint32{uint32(M), uint32(N), uint32(K), uint32(lda), uint32(ldc), uint32(aOff), uint32(cOff), wbase, wrow, boolU(acc)}
+	gx, gy := ceilDiv(uint64(N), uint64(g.BN)), ceilDiv(uint64(M), uint64(g.BM))
+	if gx > uint64(b.info.MaxWorkgroupCount[0]) || gy > uint64(b.info.MaxWorkgroupCount[1]) {
+		return fmt.Errorf("%s: a %dx%d product needs %dx%d workgroups, above the device's grid", op, M, N, gx, gy)
+	}
+	return b.dispatch2(op, variant, g.spec(), []binding{in("activations", a), in("w", w), out("out", c)}, push, uint32(gx), uint32(gy))
+}
+
+func (b *Backend) checkGEMM(op string, dims ...int) error {
+	for _, d := range dims {
+		if d >= 1<<31 {
+			return fmt.Errorf("%s: dimension %d is too large for one launch", op, d)
+		}
+	}
+	return nil
+}
+
+// MatMul: out (+)= x · Wᵀ, W dequantized inside the GEMM tile. Weights larger
+// than one binding are split into row ranges (output column ranges).
+func (b *Backend) MatMul(outT, xT, wT backend.Tensor, accumulate bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	const op = "matmul"
+	o, err := b.getF32(op, "out", outT)
+	if err != nil {
+		return err
+	}
+	x, err := b.getF32(op, "x", xT)
+	if err != nil {
+		return err
+	}
+	w, err := b.weight(op, wT)
+	if err != nil {
+		return err
+	}
+	if x.cols != w.cols || o.rows != x.rows || o.cols != w.rows {
+		return fmt.Errorf("%s: out %v = x %v · wᵀ for w %v: want x [n, %d] and out [n, %d]", op, o.shape, x.shape, w.shape, w.cols, w.rows)
+	}
+	if err := b.checkGEMM(op, o.n, x.n); err != nil {
+		return err
+	}
+	ranges, err := b.rowRanges(op, w)
+	if err != nil {
+		return err
+	}
+	wrow := uint32(w.dt.RowBytes(w.cols))
+	for _, r := range ranges {
+		if err := b.gemm(op, "gemm_nt_"+weightName[w.dt], x.rows, r.r1-r.r0, x.cols, x.cols, o.cols, 0, r.r0,
+			x.view(), r.view, o.view(), r.base, wrow, accumulate); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MatMulDX: dx (+)= dy · W. Weights larger than one binding are split into row
+// ranges whose products are added in row order.
+func (b *Backend) MatMulDX(dxT, dyT, wT backend.Tensor, accumulate bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	const op = "matmul dx"
+	dx, err := b.getF32(op, "dx", dxT)
+	if err != nil {
+		return err
+	}
+	dy, err := b.getF32(op, "dy", dyT)
+	if err != nil {
+		return err
+	}
+	w, err := b.weight(op, wT)
+	if err != nil {
+		return err
+	}
+	if dy.cols != w.rows || dx.rows != dy.rows || dx.cols != w.cols {
+		return fmt.Errorf("%s: dx %v = dy %v · w for w %v: want dy [n, %d] and dx [n, %d]", op, dx.shape, dy.shape, w.shape, w.rows, w.cols)
+	}
+	if err := b.checkGEMM(op, dx.n, dy.n); err != nil {
+		return err
+	}
+	ranges, err := b.rowRanges(op, w)
+	if err != nil {
+		return err
+	}
+	wrow := uint32(w.dt.RowBytes(w.cols))
+	for i, r := range ranges {
+		if err := b.gemm(op, "gemm_nn_"+weightName[w.dt], dy.rows, w.cols, r.r1-r.r0, dy.cols, dx.cols, r.r0, 0,
+			dy.view(), r.view, dx.view(), r.base, wrow, accumulate || i > 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MatMulDW: dw (+)= dyᵀ · x (F32).
+func (b *Backend) MatMulDW(dwT, dyT, xT backend.Tensor, accumulate bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	const op = "matmul dw"
+	dw, err := b.getF32(op, "dw", dwT)
+	if err != nil {
+		return err
+	}
+	dy, err := b.getF32(op, "dy", dyT)
+	if err != nil {
+		return err
+	}
+	x, err := b.getF32(op, "x", xT)
+	if err != nil {
+		return err
+	}
+	if dy.rows != x.rows || dw.rows != dy.cols || dw.cols != x.cols {
+		return fmt.Errorf("%s: dw %v = dyᵀ · x for dy %v and x %v: want dw [%d, %d] and equal row counts", op, dw.shape, dy.shape, x.shape, dy.cols, x.cols)
+	}
+	if err := b.checkGEMM(op, dw.n, dy.n, x.n); err != nil {
+		return err
+	}
+	return b.gemm(op, "gemm_tn_f32", dw.rows, dw.cols, x.rows, dy.cols, dw.cols, 0, 0,
+		dy.view(), x.view(), dw.view(), 0, uint32(4*x.cols), accumulate)
+}
