@@ -146,7 +146,9 @@ func (t *tensor) DType() backend.DType { return t.dt }
 func (t *tensor) Shape() []int         { return append([]int(nil), t.shape...) }
 func (t *tensor) Len() int             { return t.n }
 
-func (t *tensor) view() vk.View { return vk.View{Buffer: t.blk.Buffer, Offset: t.blk.Offset, Size: (t.bytes + 3) &^ 3} }
+func (t *tensor) view() vk.View {
+	return vk.View{Buffer: t.blk.Buffer, Offset: t.blk.Offset, Size: (t.bytes + 3) &^ 3}
+}
 
 const maxElements = 1 << 40
 
