@@ -9,6 +9,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/lora-dev/lora/pkg/adapter"
 	"github.com/lora-dev/lora/pkg/backend"
 	"github.com/lora-dev/lora/pkg/model"
 )
@@ -42,7 +43,7 @@ type Options struct {
 
 	// StopWhen, when set, is evaluated after every step on the metrics; true
 	// stops training (the adapter is saved). StopWhenSrc is its source, for messages.
-	StopWhen    func(env map[string]any) (bool, error)
+	StopWhen    func(m Metrics, lastEval *Metrics) (bool, error)
 	StopWhenSrc string
 
 	HaltOnNaN      bool
@@ -114,20 +115,6 @@ type Metrics struct {
 	Elapsed   float64 `json:"elapsed_s"`
 }
 
-// Env is the metrics as the stop_when expression environment.
-func (m Metrics) Env(lastEval *Metrics) map[string]any {
-	env := map[string]any{
-		"loss": m.Loss, "step": m.Step, "epoch": m.Epoch, "lr": m.LR,
-		"grad_norm": m.GradNorm, "tokens": m.Tokens,
-		"eval_loss": math.NaN(), "eval_perplexity": math.NaN(),
-	}
-	if lastEval != nil {
-		env["eval_loss"] = lastEval.EvalLoss
-		env["eval_perplexity"] = lastEval.EvalPPL
-	}
-	return env
-}
-
 // Trainer trains the LoRA adapters attached to a model.
 type Trainer struct {
 	M      *model.Model
@@ -168,7 +155,7 @@ func (h *Halt) ExitCode() int { return 1 }
 // New attaches fresh adapters (A Kaiming-uniform like PEFT, B zero) to every
 // target module of m, or the adapters in init when non-nil, and prepares the
 // recorded step for examples of the given count.
-func New(m *model.Model, opts Options, examples int, init *Weights) (*Trainer, error) {
+func New(m *model.Model, opts Options, examples int, init *adapter.Adapter) (*Trainer, error) {
 	opts.Defaults()
 	plan, err := NewPlan(examples, opts.BatchSize, opts.MicroBatch, opts.Epochs, opts.MaxSteps, opts.Seed, opts.Shuffle)
 	if err != nil {
@@ -200,11 +187,16 @@ func New(m *model.Model, opts Options, examples int, init *Weights) (*Trainer, e
 }
 
 // attach creates the adapters and their optimizer state.
-func (t *Trainer) attach(init *Weights) error {
+func (t *Trainer) attach(init *adapter.Adapter) error {
 	o := t.Opts
 	scale := model.Scale(o.Alpha, o.Rank, o.RSLoRA)
-	if init != nil && init.Rank != o.Rank {
-		return fmt.Errorf("the starting adapter has rank %d but this run asks for rank %d: set lora.rank to %d or start from scratch", init.Rank, o.Rank, init.Rank)
+	if init != nil {
+		for _, k := range init.Keys() {
+			if r := init.Weights[k].Rank; r != o.Rank {
+				return fmt.Errorf("the starting adapter has rank %d but this run asks for rank %d: set lora.rank to %d, or start from scratch", r, o.Rank, r)
+			}
+		}
+		init = init.Convert(t.layout(), t.M.Config)
 	}
 	for l := range t.M.Layers {
 		for _, mod := range o.Targets {
@@ -212,15 +204,15 @@ func (t *Trainer) attach(init *Weights) error {
 			a := make([]float32, o.Rank*lin.In)
 			b := make([]float32, lin.Out*o.Rank)
 			if init != nil {
-				ia, ib, ok := init.Get(l, mod)
-				if !ok {
-					return fmt.Errorf("the starting adapter has no %v in layer %d: train the same targets it was trained on", mod, l)
+				w := init.Weights[adapter.Key{Layer: l, Module: mod}]
+				if w == nil {
+					return fmt.Errorf("the starting adapter has no %v in layer %d: train the targets it was trained on (%v)", mod, l, init.Targets)
 				}
-				if len(ia) != len(a) || len(ib) != len(b) {
-					return fmt.Errorf("the starting adapter's layer %d %v has shapes that do not fit this model", l, mod)
+				if len(w.A) != len(a) || len(w.B) != len(b) {
+					return fmt.Errorf("the starting adapter's layer %d %v is %d×%d, this model's is %d×%d: it was trained on another base", l, mod, w.Out, w.In, lin.Out, lin.In)
 				}
-				copy(a, ia)
-				copy(b, ib)
+				copy(a, w.A)
+				copy(b, w.B)
 			} else {
 				KaimingUniform(a, lin.In, t.Opts.Seed, uint32(l), uint32(mod))
 			}
@@ -505,34 +497,43 @@ func (t *Trainer) firstNonFinite() (string, bool) {
 
 // Evaluate returns the mean loss per trained token over data (no dropout).
 func (t *Trainer) Evaluate(ctx context.Context, data []Example) (float64, error) {
-	if len(data) == 0 {
-		return math.NaN(), errors.New("no held-out examples")
-	}
 	if t.evAct == nil {
 		var err error
 		if t.evAct, err = t.M.NewActivations(t.Opts.MicroBatch, t.Opts.CutoffLen, false); err != nil {
 			return 0, err
 		}
 	}
+	loss, _, err := HeldoutLoss(ctx, t.M, t.evAct, data)
+	return loss, err
+}
+
+// HeldoutLoss is the mean loss per trained token of m over data, in batches
+// of the inference activations a (a.Batch rows of a.Seq tokens; longer
+// examples are cut). It also returns the number of trained tokens.
+func HeldoutLoss(ctx context.Context, m *model.Model, a *model.Activations, data []Example) (float64, int, error) {
+	if len(data) == 0 {
+		return math.NaN(), 0, errors.New("no held-out examples")
+	}
+	be := m.Backend()
 	var sum float64
 	n := 0
-	loss := make([]float32, t.evAct.Rows())
-	for i := 0; i < len(data); i += t.Opts.MicroBatch {
+	loss := make([]float32, a.Rows())
+	for i := 0; i < len(data); i += a.Batch {
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		b := Pack(data[i:min(i+t.Opts.MicroBatch, len(data))], t.Opts.MicroBatch, t.Opts.CutoffLen, t.pad)
-		if err := errors.Join(t.be.Write(t.evAct.IDs, b.IDs), t.be.Write(t.evAct.Labels, b.Targets)); err != nil {
-			return 0, err
+		b := Pack(data[i:min(i+a.Batch, len(data))], a.Batch, a.Seq, 0)
+		if err := errors.Join(be.Write(a.IDs, b.IDs), be.Write(a.Labels, b.Targets)); err != nil {
+			return 0, 0, err
 		}
-		if err := t.M.Forward(t.evAct, nil); err != nil {
-			return 0, err
+		if err := m.Forward(a, nil); err != nil {
+			return 0, 0, err
 		}
-		if err := t.M.Loss(t.evAct); err != nil {
-			return 0, err
+		if err := m.Loss(a); err != nil {
+			return 0, 0, err
 		}
-		if err := t.be.Read(t.evAct.Loss, loss); err != nil {
-			return 0, err
+		if err := be.Read(a.Loss, loss); err != nil {
+			return 0, 0, err
 		}
 		for _, v := range loss {
 			sum += float64(v)
@@ -540,7 +541,7 @@ func (t *Trainer) Evaluate(ctx context.Context, data []Example) (float64, error)
 		n += b.Trained
 	}
 	if n == 0 {
-		return math.NaN(), errors.New("held-out examples have no trained label")
+		return math.NaN(), 0, errors.New("held-out examples have no trained label")
 	}
-	return sum / float64(n), nil
+	return sum / float64(n), n, nil
 }

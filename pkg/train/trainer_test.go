@@ -6,8 +6,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/lora-dev/lora/pkg/adapter"
 	"github.com/lora-dev/lora/pkg/backend/ref"
 	"github.com/lora-dev/lora/pkg/model"
 )
@@ -69,7 +71,7 @@ func baseOpts() Options {
 		MaxSteps: 6, Seed: 99, Shuffle: true, HaltOnNaN: true, HaltOnZeroLoss: true}
 }
 
-func runSteps(t *testing.T, m *model.Model, o Options, data []Example) ([]Metrics, *Weights) {
+func runSteps(t *testing.T, m *model.Model, o Options, data []Example) ([]Metrics, *adapter.Adapter) {
 	t.Helper()
 	tr, err := New(m, o, len(data), nil)
 	if err != nil {
@@ -105,9 +107,9 @@ func TestLossFallsAndRunsAreBitIdentical(t *testing.T) {
 		t.Errorf("loss did not fall: first %.4f last %.4f", ms[0].Loss, ms[len(ms)-1].Loss)
 	}
 	_, w2 := runSteps(t, m, o, data)
-	for _, s := range w1.Sites() {
-		a1, b1, _ := w1.Get(s.Layer, s.Module)
-		a2, b2, _ := w2.Get(s.Layer, s.Module)
+	for _, s := range w1.Keys() {
+		a1, b1 := w1.Weights[s].A, w1.Weights[s].B
+		a2, b2 := w2.Weights[s].A, w2.Weights[s].B
 		for i := range a1 {
 			if math.Float32bits(a1[i]) != math.Float32bits(a2[i]) {
 				t.Fatalf("rerun differs at %v A[%d]", s, i)
@@ -144,9 +146,8 @@ func TestGradientAccumulationEqualsLargeBatch(t *testing.T) {
 		}
 	}
 	var maxRel float64
-	for _, s := range wA.Sites() {
-		_, bA, _ := wA.Get(s.Layer, s.Module)
-		_, bB, _ := wB.Get(s.Layer, s.Module)
+	for _, s := range wA.Keys() {
+		bA, bB := wA.Weights[s].B, wB.Weights[s].B
 		for i := range bA {
 			d := math.Abs(float64(bA[i] - bB[i]))
 			if d > 1e-6 {
@@ -238,5 +239,107 @@ func TestPrintCurve(t *testing.T) {
 	ms, _ := runSteps(t, m, o, patterned(8, 16, 1))
 	for _, x := range ms {
 		t.Logf("%+v", x)
+	}
+}
+
+// Stopping after any step, saving, and resuming in a fresh trainer ends with
+// the same adapter, bit for bit, as an uninterrupted run.
+func TestResumeIsBitIdentical(t *testing.T) {
+	m := loadStories(t)
+	data := patterned(10, 16, 1)
+	o := baseOpts()
+	o.Dropout = 0.1
+	o.MaxSteps = 6
+	_, want := runSteps(t, m, o, data)
+
+	dir := t.TempDir()
+	tr, err := New(m, o, len(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		if _, err := tr.TrainStep(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ck, err := tr.Save(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// one more step that is "lost" with the kill
+	if _, err := tr.TrainStep(data); err != nil {
+		t.Fatal(err)
+	}
+	tr.Close()
+
+	tr2, err := New(m, o, len(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr2.Close()
+	latest, err := LatestCheckpoint(dir)
+	if err != nil || latest != ck {
+		t.Fatalf("latest checkpoint %q (%v), want %q", latest, err, ck)
+	}
+	if err := tr2.Restore(latest); err != nil {
+		t.Fatal(err)
+	}
+	if tr2.Step != 4 {
+		t.Fatalf("restored step %d", tr2.Step)
+	}
+	for tr2.Step < tr2.Plan.TotalSteps {
+		if _, err := tr2.TrainStep(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := tr2.Adapter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range want.Keys() {
+		for i, v := range want.Weights[k].B {
+			if math.Float32bits(v) != math.Float32bits(got.Weights[k].B[i]) {
+				t.Fatalf("%v B[%d]: resumed %g, uninterrupted %g", k, i, got.Weights[k].B[i], v)
+			}
+		}
+		for i, v := range want.Weights[k].A {
+			if math.Float32bits(v) != math.Float32bits(got.Weights[k].A[i]) {
+				t.Fatalf("%v A[%d] differs", k, i)
+			}
+		}
+	}
+	// A checkpoint from other settings is refused with what differs.
+	o2 := o
+	o2.CutoffLen = 12
+	tr3, err := New(m, o2, len(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr3.Close()
+	if err := tr3.Restore(latest); err == nil || !strings.Contains(err.Error(), "cutoff_len was 16, now 12") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestStartFromAdapterRefusesOtherRank(t *testing.T) {
+	m := loadStories(t)
+	data := patterned(4, 16, 1)
+	o := baseOpts()
+	o.MaxSteps = 2
+	_, w := runSteps(t, m, o, data)
+	o.Rank = 8
+	if _, err := New(m, o, len(data), w); err == nil || !strings.Contains(err.Error(), "rank 4") {
+		t.Fatalf("got %v", err)
+	}
+	o.Rank = 4
+	tr, err := New(m, o, len(data), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	got, _ := tr.Adapter()
+	k := w.Keys()[0]
+	if got.Weights[k].B[0] != w.Weights[k].B[0] || got.Weights[k].A[3] != w.Weights[k].A[3] {
+		t.Fatal("adapter not started from the given weights")
 	}
 }

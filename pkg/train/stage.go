@@ -1,0 +1,364 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/lora-dev/lora/pkg/adapter"
+	"github.com/lora-dev/lora/pkg/device"
+	"github.com/lora-dev/lora/pkg/examples"
+	"github.com/lora-dev/lora/pkg/model"
+	"github.com/lora-dev/lora/pkg/pipeline"
+	"github.com/lora-dev/lora/pkg/recipe"
+	"github.com/lora-dev/lora/pkg/report"
+)
+
+// Files a train stage writes into its output directory.
+const (
+	AdapterDir  = "adapter"      // PEFT layout: adapter_config.json + adapter_model.safetensors
+	AdapterGGUF = "adapter.gguf" // GGUF LoRA for llama.cpp --lora and ollama ADAPTER
+	PlotFile    = "loss.png"
+	SummaryFile = "summary.json"
+)
+
+func init() { pipeline.Register(recipe.KindTrain, stageKind{}) }
+
+type stageKind struct{}
+
+// inputStage is the examples stage a train stage reads.
+func inputStage(r *recipe.Recipe, s *recipe.Stage) (string, error) {
+	if s.Train.Input != "" {
+		return s.Train.Input, nil
+	}
+	var found []string
+	for _, n := range s.Needs {
+		if st := r.Stage(n); st != nil && (st.Kind == recipe.KindFormat || st.Kind == recipe.KindChunk) {
+			found = append(found, n)
+		}
+	}
+	if len(found) != 1 {
+		return "", fmt.Errorf("stage %s: name the examples with train.input (needs has %d format or chunk stages)", s.Name, len(found))
+	}
+	return found[0], nil
+}
+
+// OptionsFrom turns a recipe train stage into trainer options.
+func OptionsFrom(r *recipe.Recipe, s *recipe.Stage, cutoff int) (Options, error) {
+	tr := s.Train
+	o := Options{
+		Rank: tr.LoRA.Rank, Alpha: tr.LoRA.Alpha, Dropout: tr.LoRA.Dropout, RSLoRA: tr.LoRA.RSLoRA,
+		LR: tr.Optimizer.LR,
+		Schedule: Schedule{Name: tr.Optimizer.Scheduler, Warmup: tr.Optimizer.WarmupSteps,
+			NumCycles: tr.Optimizer.NumCycles, Power: tr.Optimizer.Power},
+		WarmupRatio: tr.Optimizer.WarmupRatio,
+		Beta1:       tr.Optimizer.Betas[0], Beta2: tr.Optimizer.Betas[1], Eps: tr.Optimizer.Eps,
+		WeightDecay: tr.Optimizer.WeightDecay, MaxGradNorm: tr.Optimizer.MaxGradNorm,
+		BatchSize: tr.BatchSize, MicroBatch: tr.MicroBatchSize, CutoffLen: tr.CutoffLen,
+		Epochs: tr.Epochs, MaxSteps: tr.MaxSteps, Seed: r.Seed, Shuffle: true,
+		SaveEvery: tr.SaveEvery, EvalEvery: tr.EvalEvery,
+		HaltOnNaN: tr.Halt.OnNaN, HaltOnZeroLoss: tr.Halt.OnZeroLoss, GradNormLimit: tr.Halt.GradNormLimit,
+	}
+	if o.CutoffLen == 0 {
+		o.CutoffLen = cutoff
+	}
+	for _, t := range tr.LoRA.Targets {
+		m, ok := model.ParseModule(t)
+		if !ok {
+			return o, fmt.Errorf("unknown lora target %q", t)
+		}
+		o.Targets = append(o.Targets, m)
+	}
+	if !tr.StopWhen.IsZero() {
+		g, err := recipe.CompileGate(recipe.GateStopWhen, tr.StopWhen.Src)
+		if err != nil {
+			return o, fmt.Errorf("stop_when: %w", err)
+		}
+		o.StopWhenSrc = tr.StopWhen.Src
+		o.StopWhen = func(m Metrics, ev *Metrics) (bool, error) { return g.Eval(m.TrainEnv(ev)) }
+	}
+	o.Defaults()
+	return o, nil
+}
+
+// TrainEnv is the metrics as stop_when sees them.
+func (m Metrics) TrainEnv(lastEval *Metrics) recipe.TrainEnv {
+	e := recipe.TrainEnv{Loss: m.Loss, Step: m.Step, Epoch: m.Epoch, LR: m.LR, GradNorm: m.GradNorm,
+		Tokens: int(m.Tokens), EvalLoss: math.NaN(), EvalPerplexity: math.NaN()}
+	if lastEval != nil {
+		e.EvalLoss, e.EvalPerplexity = lastEval.EvalLoss, lastEval.EvalPPL
+	}
+	return e
+}
+
+func readExamples(dir string, eval bool) ([]Example, error) {
+	var rd *examples.Reader
+	var err error
+	if eval {
+		rd, err = examples.OpenEval(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+	} else {
+		rd, err = examples.Open(dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	var out []Example
+	for rd.Next() {
+		ex := rd.Example()
+		out = append(out, Example{InputIDs: ex.InputIDs, Labels: ex.Labels})
+	}
+	return out, rd.Err()
+}
+
+// splitEval holds out the last n examples of a seeded shuffle.
+func splitEval(data []Example, split float64, seed uint64) (train, eval []Example) {
+	n := int(split)
+	if split < 1 {
+		n = int(math.Round(split * float64(len(data))))
+	}
+	if n <= 0 || n >= len(data) {
+		return data, nil
+	}
+	p := Plan{Examples: len(data), Seed: seed ^ 0xE7A1, Shuffle: true}
+	order := p.order(0)
+	for i, j := range order {
+		if i < len(data)-n {
+			train = append(train, data[j])
+		} else {
+			eval = append(eval, data[j])
+		}
+	}
+	return train, eval
+}
+
+// Run trains the adapter of a recipe's train stage.
+func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
+	s := rc.Stage
+	in, err := inputStage(rc.Recipe, s)
+	if err != nil {
+		return err
+	}
+	dir, ok := rc.Inputs[in]
+	if !ok {
+		return fmt.Errorf("train input %q has no output", in)
+	}
+	stats, _ := examples.ReadStats(dir)
+	data, err := readExamples(dir, false)
+	if err != nil {
+		return fmt.Errorf("read examples of %s: %w", in, err)
+	}
+	evalData, err := readExamples(dir, true)
+	if err != nil {
+		return fmt.Errorf("read held-out examples of %s: %w", in, err)
+	}
+	if s.Train.EvalSplit > 0 {
+		data, evalData = splitEval(data, s.Train.EvalSplit, rc.Seed)
+	}
+	cutoff := stats.MaxLen
+	opts, err := OptionsFrom(rc.Recipe, s, cutoff)
+	if err != nil {
+		return err
+	}
+	be, note, err := device.Open(rc.Device)
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	if note != "" {
+		fmt.Fprintln(rc.Log, note)
+	}
+	info := be.Info()
+	fmt.Fprintf(rc.Log, "device: %s (%s)\n", info.Device, info.Name)
+	m, err := model.Load(rc.Model, be, model.LoadOptions{Quantize: rc.Quantize})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	for _, tr := range m.Tensors {
+		if tr.Kept {
+			fmt.Fprintf(rc.Log, "note: %s stays %s (%s)\n", tr.Name, tr.Stored, tr.Why)
+		}
+	}
+	need := EstimateMemory(m, opts)
+	if info.MemoryBytes > 0 && need.Total() > info.MemoryBytes {
+		return fmt.Errorf("training needs about %s of device memory but %s has %s: lower micro_batch_size (now %d) or cutoff_len (now %d), or quantize the base (model.quantize: q4_0)",
+			human(need.Total()), info.Device, human(info.MemoryBytes), opts.MicroBatch, opts.CutoffLen)
+	}
+	var init *adapter.Adapter
+	if ia := s.Train.InitAdapter; ia != "" {
+		path := rc.Path(ia)
+		if d, ok := rc.Inputs[ia]; ok {
+			path = filepath.Join(d, AdapterDir)
+		}
+		if init, err = adapter.Load(path); err != nil {
+			return fmt.Errorf("init_adapter %s: %w", ia, err)
+		}
+	}
+	t, err := New(m, opts, len(data), init)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	if err := t.Check(data); err != nil {
+		return err
+	}
+	fmt.Fprintf(rc.Log, "training %d examples (%d held out), %d steps of %d (micro-batch %d × %d accumulation), %d trainable parameters, about %s of device memory\n",
+		len(data), len(evalData), t.Plan.TotalSteps, opts.BatchSize, opts.MicroBatch, t.Plan.Accumulation(), t.Params(), human(need.Total()))
+	loop := &Loop{T: t, Data: data, Eval: evalData, Checkpoints: rc.Checkpoints, Log: rc.Log,
+		Metrics: func(mt Metrics) { rc.Metrics(mt.Record()) }}
+	if rc.Resume != "" {
+		ck, err := LatestCheckpoint(filepath.Dir(rc.Resume))
+		if err != nil {
+			return err
+		}
+		if ck != "" {
+			if err := t.Restore(ck); err != nil {
+				return fmt.Errorf("resume from %s: %w", ck, err)
+			}
+			fmt.Fprintf(rc.Log, "resumed from %s at step %d\n", ck, t.Step)
+		}
+	}
+	res, runErr := loop.Run(ctx)
+	// Whatever happened, leave what was learned and the plot.
+	if res != nil {
+		if err := report.LossPlot(filepath.Join(rc.Out, PlotFile), rc.Recipe.Name+" / "+s.Name, res.TrainCurve, res.EvalCurve); err != nil {
+			fmt.Fprintf(rc.Log, "warning: loss plot: %v\n", err)
+		}
+	}
+	if runErr != nil {
+		return runErr
+	}
+	a, err := t.Adapter()
+	if err != nil {
+		return err
+	}
+	a.BaseModel = rc.Recipe.Model.Source
+	if err := writeAdapters(rc.Out, a, m.Config); err != nil {
+		return err
+	}
+	sum := map[string]any{"steps": t.Step, "loss": res.Last.Loss, "tokens": t.Tokens, "epoch": res.Last.Epoch,
+		"stopped_by": res.StoppedBy, "params": t.Params()}
+	if res.LastEval != nil {
+		sum["eval_loss"] = res.LastEval.EvalLoss
+	}
+	rc.Summarize(sum)
+	rc.SetMain(AdapterDir)
+	fmt.Fprintf(rc.Log, "done: %d steps, loss %.4f%s; adapter in %s\n", t.Step, res.Last.Loss, stoppedNote(res.StoppedBy), AdapterDir)
+	return nil
+}
+
+func stoppedNote(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "; stopped early by " + s
+}
+
+// writeAdapters writes the PEFT directory and the GGUF adapter.
+func writeAdapters(out string, a *adapter.Adapter, c model.Config) error {
+	if err := adapter.SavePEFT(filepath.Join(out, AdapterDir), a, c); err != nil {
+		return fmt.Errorf("write PEFT adapter: %w", err)
+	}
+	if err := adapter.SaveGGUF(filepath.Join(out, AdapterGGUF), a, c); err != nil {
+		return fmt.Errorf("write GGUF adapter: %w", err)
+	}
+	return nil
+}
+
+// Params is the number of trainable values.
+func (t *Trainer) Params() int {
+	n := 0
+	for _, p := range t.params {
+		n += p.p.Len()
+	}
+	return n
+}
+
+// Record is the metrics as one metrics.jsonl record.
+func (m Metrics) Record() map[string]any {
+	r := map[string]any{"step": m.Step, "epoch": m.Epoch, "loss": m.Loss, "lr": m.LR, "grad_norm": m.GradNorm,
+		"tokens": m.Tokens, "tokens_per_sec": m.TokPerSec, "elapsed_s": m.Elapsed}
+	if m.EvalLoss != 0 {
+		r["eval_loss"] = m.EvalLoss
+		r["eval_perplexity"] = m.EvalPPL
+	}
+	return r
+}
+
+func human(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", b)
+}
+
+// Memory is an estimate of the device memory a training run needs.
+type Memory struct {
+	Weights     uint64 // frozen base, by storage type
+	Adapters    uint64 // A and B
+	Optimizer   uint64 // gradients and AdamW moments
+	Activations uint64 // saved activations and gradients at micro-batch × cutoff
+	ByType      map[string]uint64
+}
+
+// Total is the sum of the parts.
+func (m Memory) Total() uint64 { return m.Weights + m.Adapters + m.Optimizer + m.Activations }
+
+// EstimateMemory mirrors what model.NewActivations and the trainer allocate.
+func EstimateMemory(m *model.Model, o Options) Memory {
+	c := m.Config
+	mem := Memory{ByType: map[string]uint64{}}
+	for _, tr := range m.Tensors {
+		n := 1
+		for _, d := range tr.Shape {
+			n *= d
+		}
+		var b uint64
+		if len(tr.Shape) > 0 {
+			rows := n / tr.Shape[len(tr.Shape)-1]
+			b = uint64(rows) * uint64(tr.Stored.RowBytes(tr.Shape[len(tr.Shape)-1]))
+		}
+		mem.Weights += b
+		mem.ByType[tr.Stored.String()] += b
+	}
+	var lora uint64
+	for range c.Layers {
+		for _, mod := range o.Targets {
+			out, in := c.Shape(mod)
+			lora += uint64(o.Rank * (out + in))
+		}
+	}
+	mem.Adapters = 4 * lora
+	mem.Optimizer = 3 * 4 * lora
+	n := uint64(o.MicroBatch * o.CutoffLen)
+	dim, q, kv, ffn := uint64(c.Dim), uint64(c.QDim()), uint64(c.KVDim()), uint64(c.FFN)
+	perLayer := n*(4*dim+2*q+2*kv+3*ffn) + uint64(o.MicroBatch*c.Heads*o.CutoffLen*o.CutoffLen)
+	for _, mod := range o.Targets {
+		_, in := c.Shape(mod)
+		perLayer += n * uint64(o.Rank)
+		if o.Dropout > 0 {
+			perLayer += n * uint64(in)
+		}
+	}
+	act := uint64(c.Layers)*perLayer + n*dim*2 + 2*n*uint64(c.Vocab) + 4*n
+	grads := n * (2*dim + 2*q + 2*kv + 3*ffn + uint64(o.Rank) + max(dim, ffn))
+	mem.Activations = 4 * (act + grads)
+	return mem
+}
+
+// saveAdapterPEFT writes a in PEFT layout for model m.
+func saveAdapterPEFT(dir string, a *adapter.Adapter, m *model.Model) error {
+	return adapter.SavePEFT(dir, a, m.Config)
+}
