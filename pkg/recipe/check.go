@@ -1,6 +1,8 @@
 package recipe
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,7 +11,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/lora-dev/lora/pkg/dataset"
 	"github.com/lora-dev/lora/pkg/diag"
 )
 
@@ -173,39 +174,45 @@ func (c *checker) format(s *Stage) {
 		c.add(diag.Errorf(at.rng(), "missing-file", "stages.%s.format.format: cannot read format file %s: %v", s.Name, p, unwrapPath(err)).WithHint("%s", hint))
 		return
 	}
-	if _, err := dataset.ParseFormat(p, b); err != nil {
-		inner := diagsOf(err)
-		msg := err.Error()
-		if len(inner) > 0 {
-			msg = fmt.Sprintf("%d problem(s), reported at the format file", len(inner))
-			for _, d := range inner {
-				c.add(d)
-			}
-		}
-		c.add(diag.Errorf(at.rng(), "bad-format-file", "stages.%s.format.format: format file %s is invalid: %s", s.Name, p, msg).
+	if err := ValidateFormatFile(b); err != nil {
+		c.add(diag.Errorf(at.rng(), "bad-format-file", "stages.%s.format.format: format file %s is invalid: %v", s.Name, p, err).
 			WithHint("a format file is a JSON object like {\"instruction,output\": \"User: %%instruction%%\\nAssistant: %%output%%\"}"))
 	}
 }
 
-// diagsOf collects the Diagnostics an error wraps (as diag.List.Err makes).
-func diagsOf(err error) diag.List {
-	var out diag.List
-	var walk func(error)
-	walk = func(e error) {
-		switch x := e.(type) {
-		case diag.Diagnostic:
-			out = append(out, x)
-			return
-		case interface{ Unwrap() []error }:
-			for _, w := range x.Unwrap() {
-				walk(w)
+// maxFormatFile bounds format files; real ones are a few hundred bytes.
+const maxFormatFile = 1 << 20
+
+// ValidateFormatFile checks the shape of a prompt-format file (as
+// text-generation-webui writes them): a JSON object whose keys are
+// comma-joined record field names and whose values are template strings.
+// The format stage's own parser (pkg/dataset) checks the templates in depth
+// when it runs; lint cannot import it (it imports the recipe).
+func ValidateFormatFile(b []byte) error {
+	if len(b) > maxFormatFile {
+		return fmt.Errorf("it is %d bytes, more than the %d allowed", len(b), maxFormatFile)
+	}
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("not a JSON object: %w", err)
+	}
+	if len(m) == 0 {
+		return errors.New("the object has no templates")
+	}
+	keys := slices.Sorted(mapKeys(m))
+	for _, k := range keys {
+		var t string
+		if err := json.Unmarshal(m[k], &t); err != nil {
+			return fmt.Errorf("template %q is not a string", k)
+		}
+		for _, f := range strings.Split(k, ",") {
+			if strings.TrimSpace(f) == "" {
+				return fmt.Errorf("key %q has an empty field name", k)
 			}
-		case interface{ Unwrap() error }:
-			walk(x.Unwrap())
 		}
 	}
-	walk(err)
-	return out
+	return nil
 }
 
 // split checks an eval_split value: a fraction up to 0.5 or a whole count.

@@ -17,49 +17,49 @@ import (
 
 // TrainEnv is what a train stage's stop_when sees, after every step.
 type TrainEnv struct {
-	Loss           float64 `expr:"loss"`            // training loss of the last step
-	Step           int     `expr:"step"`            // optimizer steps done
-	Epoch          float64 `expr:"epoch"`           // fractional epochs done
-	LR             float64 `expr:"lr"`              // learning rate of the last step
-	GradNorm       float64 `expr:"grad_norm"`       // gradient norm before clipping
-	Tokens         int     `expr:"tokens"`          // training tokens seen
-	EvalLoss       float64 `expr:"eval_loss"`       // last held-out loss (NaN before the first eval)
-	EvalPerplexity float64 `expr:"eval_perplexity"` // exp(eval_loss)
+	Loss           float64 `expr:"loss" doc:"training loss of the last step"`
+	Step           int     `expr:"step" doc:"optimizer steps done"`
+	Epoch          float64 `expr:"epoch" doc:"fractional epochs done"`
+	LR             float64 `expr:"lr" doc:"learning rate of the last step"`
+	GradNorm       float64 `expr:"grad_norm" doc:"gradient norm before clipping"`
+	Tokens         int     `expr:"tokens" doc:"training tokens seen"`
+	EvalLoss       float64 `expr:"eval_loss" doc:"last held-out loss (NaN before the first eval)"`
+	EvalPerplexity float64 `expr:"eval_perplexity" doc:"exp(eval_loss)"`
 }
 
 // EvalEnv is what an evaluate stage's gate sees.
 type EvalEnv struct {
-	Perplexity        float64 `expr:"perplexity"`         // of the adapter on perplexity.text
-	HeldoutLoss       float64 `expr:"heldout_loss"`       // mean loss on the held-out examples
-	HeldoutPerplexity float64 `expr:"heldout_perplexity"` // exp(heldout_loss)
-	BasePerplexity    float64 `expr:"base_perplexity"`    // of the base model (compare_base)
-	BaseHeldoutLoss   float64 `expr:"base_heldout_loss"`  // of the base model (compare_base)
-	Tokens            int     `expr:"tokens"`             // tokens scored
+	Perplexity        float64 `expr:"perplexity" doc:"of the adapter on perplexity.text"`
+	HeldoutLoss       float64 `expr:"heldout_loss" doc:"mean loss on the held-out examples"`
+	HeldoutPerplexity float64 `expr:"heldout_perplexity" doc:"exp(heldout_loss)"`
+	BasePerplexity    float64 `expr:"base_perplexity" doc:"of the base model (compare_base)"`
+	BaseHeldoutLoss   float64 `expr:"base_heldout_loss" doc:"of the base model (compare_base)"`
+	Tokens            int     `expr:"tokens" doc:"tokens scored"`
 }
 
 // StageMetrics is what `when` sees of a finished stage as stages.<name>.
 type StageMetrics struct {
-	Skipped           bool    `expr:"skipped"`            // its own when was false
-	Cached            bool    `expr:"cached"`             // reused from the store
-	Passed            bool    `expr:"passed"`             // evaluate: the gate held (true without a gate)
-	Records           int     `expr:"records"`            // fetch/format: records read
-	Examples          int     `expr:"examples"`           // format/chunk: examples made
-	Steps             int     `expr:"steps"`              // train: optimizer steps done
-	Tokens            int     `expr:"tokens"`             // format/chunk/train: tokens
-	Loss              float64 `expr:"loss"`               // train: final training loss
-	EvalLoss          float64 `expr:"eval_loss"`          // train: final held-out loss
-	Perplexity        float64 `expr:"perplexity"`         // evaluate
-	HeldoutLoss       float64 `expr:"heldout_loss"`       // evaluate
-	HeldoutPerplexity float64 `expr:"heldout_perplexity"` // evaluate
-	BasePerplexity    float64 `expr:"base_perplexity"`    // evaluate
+	Skipped           bool    `expr:"skipped" doc:"its own when was false"`
+	Cached            bool    `expr:"cached" doc:"reused from the store"`
+	Passed            bool    `expr:"passed" doc:"evaluate: the gate held (true without a gate)"`
+	Records           int     `expr:"records" doc:"fetch/format: records read"`
+	Examples          int     `expr:"examples" doc:"format/chunk: examples made"`
+	Steps             int     `expr:"steps" doc:"train: optimizer steps done"`
+	Tokens            int     `expr:"tokens" doc:"format/chunk/train: tokens"`
+	Loss              float64 `expr:"loss" doc:"train: final training loss"`
+	EvalLoss          float64 `expr:"eval_loss" doc:"train: final held-out loss"`
+	Perplexity        float64 `expr:"perplexity" doc:"evaluate"`
+	HeldoutLoss       float64 `expr:"heldout_loss" doc:"evaluate"`
+	HeldoutPerplexity float64 `expr:"heldout_perplexity" doc:"evaluate"`
+	BasePerplexity    float64 `expr:"base_perplexity" doc:"evaluate"`
 }
 
 // Params is what `when` sees as params.
 type Params struct {
-	Name   string            `expr:"name"`   // the recipe name
-	Seed   int               `expr:"seed"`   // the recipe seed
-	Device string            `expr:"device"` // the recipe device
-	Set    map[string]string `expr:"set"`    // --set overrides, path → value as written
+	Name   string            `expr:"name" doc:"the recipe name"`
+	Seed   int               `expr:"seed" doc:"the recipe seed"`
+	Device string            `expr:"device" doc:"the recipe device"`
+	Set    map[string]string `expr:"set" doc:"--set overrides, path → value as written"`
 }
 
 // WhenEnv is what a stage's when sees.

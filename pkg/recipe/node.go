@@ -163,7 +163,18 @@ func parseYAML(file string, src []byte) (*node, diag.List) {
 	}
 	f, err := parser.ParseBytes(src, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
-		ds.Add(syntaxDiag(file, err))
+		d := syntaxDiag(file, err)
+		if strings.Contains(d.Message, "must be specified") {
+			// go-yaml notices an unclosed { or [ where the next key starts;
+			// point at the bracket that was never closed
+			if p, ok := unclosedBracket(src, d.Range.Start); ok {
+				open := src[newSource(file, src).offset(p)]
+				d.Message = fmt.Sprintf("YAML syntax: this %c is never closed", open)
+				d.Hint = fmt.Sprintf("add the closing %c after the last entry", map[byte]byte{'{': '}', '[': ']'}[open])
+				d.Range = diag.Range{File: file, Start: p, End: diag.Pos{Line: p.Line, Col: p.Col + 1}}
+			}
+		}
+		ds.Add(d)
 		return nil, ds
 	}
 	if len(f.Docs) != 1 {
@@ -196,11 +207,50 @@ func syntaxDiag(file string, err error) diag.Diagnostic {
 		WithHint("check indentation (spaces only, no tabs) and that quotes and brackets are closed")
 }
 
+// unclosedBracket finds the innermost flow bracket still open at position
+// at (skipping quoted text and comments).
+func unclosedBracket(src []byte, at diag.Pos) (diag.Pos, bool) {
+	s := newSource("", src)
+	end := s.offset(at)
+	if end < 0 {
+		end = len(src)
+	}
+	var stack []int
+	var quote byte
+	for i := 0; i < end; i++ {
+		c := src[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			} else if c == '\\' && quote == '"' {
+				i++
+			}
+		case c == '"' || c == '\'':
+			if i == 0 || strings.ContainsRune(" \t[{,:", rune(src[i-1])) {
+				quote = c
+			}
+		case c == '#' && (i == 0 || src[i-1] == ' ' || src[i-1] == '\n'):
+			for i < end && src[i] != '\n' {
+				i++
+			}
+		case c == '{' || c == '[':
+			stack = append(stack, i)
+		case (c == '}' || c == ']') && len(stack) > 0:
+			stack = stack[:len(stack)-1]
+		}
+	}
+	if len(stack) == 0 {
+		return diag.Pos{}, false
+	}
+	return s.posAt(stack[len(stack)-1]), true
+}
+
 func syntaxHint(msg string) string {
 	switch {
 	case strings.Contains(msg, "tab"):
 		return "indent with spaces; YAML does not allow tabs"
-	case strings.Contains(msg, "']'") || strings.Contains(msg, "'}'"):
+	case strings.Contains(msg, "']'") || strings.Contains(msg, "'}'") || strings.Contains(msg, "never closed"):
 		return "close the flow collection with ] or }"
 	case strings.Contains(msg, "quote"):
 		return "close the quoted string"

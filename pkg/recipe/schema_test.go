@@ -155,3 +155,22 @@ func splitComma(s string) []string {
 	}
 	return out
 }
+
+// TestReferenceDoc keeps docs/recipe.md equal to what the schema and the
+// expression environments generate (regenerate with -update).
+func TestReferenceDoc(t *testing.T) {
+	path := filepath.Join(repoRoot(t), "docs", "recipe.md")
+	want := referenceDoc()
+	if *update {
+		if err := writeAtomic(path, want); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./pkg/recipe -run TestReferenceDoc -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s is out of date; run: go test ./pkg/recipe -run TestReferenceDoc -update", path)
+	}
+}
