@@ -18,16 +18,34 @@ type symbol struct {
 
 // bigram is a candidate merge of symbols left and right.
 type bigram struct {
-	left, right int
+	left, right int32
 	score       float32 // SPM: higher merges first
-	rank        int     // BPE: lower merges first
-	ln, rn      int     // symbol lengths when queued (staleness check)
+	rank        int32   // BPE: lower merges first
+	ln, rn      int32   // symbol lengths when queued (staleness check)
 }
 
-// bigramHeap is a binary heap; less decides which bigram pops first.
+// spmBefore is llm_bigram_spm::comparator: highest score, then leftmost.
+func spmBefore(a, b *bigram) bool {
+	return a.score > b.score || (a.score == b.score && a.left < b.left)
+}
+
+// bpeBefore is llm_bigram_bpe::comparator: lowest rank, then leftmost.
+func bpeBefore(a, b *bigram) bool {
+	return a.rank < b.rank || (a.rank == b.rank && a.left < b.left)
+}
+
+// bigramHeap is a binary heap ordered by spmBefore or bpeBefore; the two
+// orders are spelled out (not a func field) so the comparisons inline.
 type bigramHeap struct {
 	items []bigram
-	less  func(a, b *bigram) bool
+	bpe   bool
+}
+
+func (h *bigramHeap) before(i, j int) bool {
+	if h.bpe {
+		return bpeBefore(&h.items[i], &h.items[j])
+	}
+	return spmBefore(&h.items[i], &h.items[j])
 }
 
 func (h *bigramHeap) push(b bigram) {
@@ -35,7 +53,7 @@ func (h *bigramHeap) push(b bigram) {
 	i := len(h.items) - 1
 	for i > 0 {
 		p := (i - 1) / 2
-		if !h.less(&h.items[i], &h.items[p]) {
+		if !h.before(i, p) {
 			break
 		}
 		h.items[i], h.items[p] = h.items[p], h.items[i]
@@ -51,10 +69,10 @@ func (h *bigramHeap) pop() bigram {
 	i := 0
 	for {
 		l, r, m := 2*i+1, 2*i+2, i
-		if l < last && h.less(&h.items[l], &h.items[m]) {
+		if l < last && h.before(l, m) {
 			m = l
 		}
-		if r < last && h.less(&h.items[r], &h.items[m]) {
+		if r < last && h.before(r, m) {
 			m = r
 		}
 		if m == i {
@@ -64,16 +82,6 @@ func (h *bigramHeap) pop() bigram {
 		i = m
 	}
 	return top
-}
-
-// SPM order: highest score first, then leftmost (llm_bigram_spm::comparator).
-func spmLess(a, b *bigram) bool {
-	return a.score > b.score || (a.score == b.score && a.left < b.left)
-}
-
-// BPE order: lowest rank first, then leftmost (llm_bigram_bpe::comparator).
-func bpeLess(a, b *bigram) bool {
-	return a.rank < b.rank || (a.rank == b.rank && a.left < b.left)
 }
 
 // splitSymbols cuts text into UTF-8 characters the way llama.cpp does (by
@@ -100,7 +108,7 @@ func splitSymbols(text string, syms []symbol) []symbol {
 // highest-scoring token; text that forms no token falls back to byte tokens.
 func (t *Tokenizer) spm(text string, out []int32) []int32 {
 	syms := splitSymbols(text, make([]symbol, 0, len(text)))
-	h := bigramHeap{less: spmLess}
+	h := bigramHeap{items: make([]bigram, 0, len(syms))}
 	try := func(l, r int) {
 		if l < 0 || r < 0 {
 			return
@@ -110,7 +118,7 @@ func (t *Tokenizer) spm(text string, out []int32) []int32 {
 		if !ok {
 			return
 		}
-		h.push(bigram{left: l, right: r, score: t.scores[id], ln: a.n + b.n})
+		h.push(bigram{left: int32(l), right: int32(r), score: t.scores[id], ln: int32(a.n + b.n)})
 	}
 	for i := 1; i < len(syms); i++ {
 		try(i-1, i)
@@ -118,17 +126,17 @@ func (t *Tokenizer) spm(text string, out []int32) []int32 {
 	for len(h.items) > 0 {
 		bg := h.pop()
 		l, r := &syms[bg.left], &syms[bg.right]
-		if l.n == 0 || r.n == 0 || l.n+r.n != bg.ln {
+		if l.n == 0 || r.n == 0 || int32(l.n+r.n) != bg.ln {
 			continue
 		}
 		l.n += r.n
 		r.n = 0
 		l.next = r.next
 		if r.next >= 0 {
-			syms[r.next].prev = bg.left
+			syms[r.next].prev = int(bg.left)
 		}
-		try(l.prev, bg.left)
-		try(bg.left, l.next)
+		try(l.prev, int(bg.left))
+		try(int(bg.left), l.next)
 	}
 	if len(syms) == 0 {
 		return out
@@ -174,7 +182,7 @@ func (t *Tokenizer) bpe(word string, out []int32) []int32 {
 		}
 	}
 	syms := splitSymbols(word, make([]symbol, 0, len(word)))
-	h := bigramHeap{less: bpeLess}
+	h := bigramHeap{items: make([]bigram, 0, len(syms)), bpe: true}
 	try := func(l, r int) {
 		if l < 0 || r < 0 {
 			return
@@ -184,7 +192,7 @@ func (t *Tokenizer) bpe(word string, out []int32) []int32 {
 		if !ok {
 			return
 		}
-		h.push(bigram{left: l, right: r, rank: rank, ln: a.n, rn: b.n})
+		h.push(bigram{left: int32(l), right: int32(r), rank: int32(rank), ln: int32(a.n), rn: int32(b.n)})
 	}
 	for i := 1; i < len(syms); i++ {
 		try(i-1, i)
@@ -192,17 +200,17 @@ func (t *Tokenizer) bpe(word string, out []int32) []int32 {
 	for len(h.items) > 0 {
 		bg := h.pop()
 		l, r := &syms[bg.left], &syms[bg.right]
-		if l.n == 0 || r.n == 0 || l.n != bg.ln || r.n != bg.rn {
+		if l.n == 0 || r.n == 0 || int32(l.n) != bg.ln || int32(r.n) != bg.rn {
 			continue // outdated
 		}
 		l.n += r.n
 		r.n = 0
 		l.next = r.next
 		if r.next >= 0 {
-			syms[r.next].prev = bg.left
+			syms[r.next].prev = int(bg.left)
 		}
-		try(l.prev, bg.left)
-		try(bg.left, l.next)
+		try(l.prev, int(bg.left))
+		try(int(bg.left), l.next)
 	}
 	unkRun := false
 	for i := 0; i != -1; i = syms[i].next {

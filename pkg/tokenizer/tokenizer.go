@@ -60,7 +60,8 @@ type DecodeOptions struct {
 	Special bool // render control and unknown tokens as their text
 	// KeepSpacePrefix keeps the dummy space a SentencePiece-style Encode
 	// puts before the text; by default it is removed once, from the first
-	// rendered token.
+	// token that is not a control token. (Decoding a slice from the middle
+	// of a sequence wants KeepSpacePrefix, or TokenText per token.)
 	KeepSpacePrefix bool
 	// CleanSpaces applies llama.cpp's clean_up_tokenization_spaces to
 	// vocabularies that ask for it (gpt2-style ones): " ," → ",", " 's" → "'s".
@@ -521,7 +522,7 @@ func (t *Tokenizer) DecodeWith(ids []int32, opts DecodeOptions) string {
 			continue
 		}
 		p := t.pieces[id]
-		if strip {
+		if strip && t.attrs[id]&(attrControl|attrUnknown) == 0 {
 			p = strings.TrimPrefix(p, " ")
 			strip = false
 		}
