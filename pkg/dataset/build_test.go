@@ -223,7 +223,11 @@ func TestSpecialTokensInTemplateOnly(t *testing.T) {
 	if ex.InputIDs[0] != tk.BOS() || bos != 1 || eos != 1 || ex.InputIDs[len(ex.InputIDs)-1] != tk.EOS() {
 		t.Errorf("BOS %d times, EOS %d times in %v", bos, eos, ex.InputIDs)
 	}
-	got := tk.DecodeWith(ex.InputIDs, tokenizer.DecodeOptions{Special: true})
+	var b strings.Builder
+	for _, id := range ex.InputIDs {
+		b.WriteString(tk.TokenText(id))
+	}
+	got := b.String()
 	// After a special token SentencePiece adds its dummy space again, as
 	// llama.cpp (and Hugging Face's legacy llama tokenizer) do.
 	if want := "<s> [INST] <<SYS>>\n\n<</SYS>>\n\nsay </s>[/INST] ok <s> ok</s>"; got != want {

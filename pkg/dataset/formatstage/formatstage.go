@@ -1,0 +1,83 @@
+// Package formatstage registers the recipe's format stage kind with the pipeline.
+package formatstage
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/lora-dev/lora/pkg/dataset"
+	"github.com/lora-dev/lora/pkg/examples"
+	"github.com/lora-dev/lora/pkg/pipeline"
+	"github.com/lora-dev/lora/pkg/recipe"
+	"github.com/lora-dev/lora/pkg/tokenizer"
+)
+
+func init() { pipeline.Register(recipe.KindFormat, formatKind{}) }
+
+// evalSeed picks held-out examples. It is fixed, not the recipe seed, so
+// that changing the seed reuses the format stage and keeps the split.
+const evalSeed = 0x10a5eed
+
+// formatKind is the "format" stage kind: records → examples.
+type formatKind struct{}
+
+func (formatKind) Uses() pipeline.Uses { return pipeline.Uses{Model: true} }
+
+func (formatKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
+	s := rc.Stage.Format
+	in, err := rc.InputMain(s.Input)
+	if err != nil {
+		return err
+	}
+	f, err := Format(rc.Recipe, s.Format)
+	if err != nil {
+		return err
+	}
+	tok, err := Tokenizer(rc.Model)
+	if err != nil {
+		return err
+	}
+	st, err := dataset.Build(ctx, in, f, tok, Options(s), rc.Out)
+	if err != nil {
+		return err
+	}
+	rc.SetMain(examples.TrainFile)
+	rc.Summarize(examples.Summary(st))
+	examples.Report(rc.Log, st)
+	return nil
+}
+
+// Format loads a format stage's format: a built-in name, or a path
+// relative to the recipe.
+func Format(r *recipe.Recipe, name string) (*dataset.Format, error) {
+	if f, ok := dataset.Builtin(name); ok {
+		return f, nil
+	}
+	return dataset.LoadFormat(r.Resolve(name))
+}
+
+// Options converts the recipe's format keys.
+func Options(s *recipe.Format) dataset.Options {
+	return dataset.Options{
+		TrainOn:       s.TrainOn,
+		ResponseField: s.ResponseField,
+		AddEOS:        s.AddEOS,
+		CutoffLen:     s.CutoffLen,
+		Overflow:      s.Overflow,
+		SkipUnmatched: s.SkipUnmatched,
+		EvalSplit:     s.EvalSplit,
+		Seed:          evalSeed,
+	}
+}
+
+// Tokenizer loads the tokenizer of the model file (GGUF or Hugging Face).
+func Tokenizer(model string) (examples.Tokenizer, error) {
+	if model == "" {
+		return nil, fmt.Errorf("the stage needs the recipe's model for its tokenizer, and there is none (hint: set model.source)")
+	}
+	t, err := tokenizer.Load(model)
+	if err != nil {
+		return nil, err
+	}
+	return examples.FromTokenizer(t), nil
+}
