@@ -34,7 +34,8 @@
 // accumulate=true paths; Copy with offsets (f32 and i32); the Dropout mask
 // against backend.DropoutKeep itself; and Record/Program replay, which must give
 // bit-identical results to eager calls on the same backend after its inputs
-// are rewritten between runs (and identical results when run twice).
+// are rewritten between runs (and identical results when run twice); and that
+// calls with mismatched shapes fail with an error naming the op.
 package backendtest
 
 import (
@@ -154,6 +155,7 @@ var checks = []struct {
 	{"SumSquares", checkSumSquares},
 	{"AdamW", checkAdamW},
 	{"Record", checkRecord},
+	{"Errors", checkErrors},
 }
 
 // Side indexes the two backends: the one under test and the reference.

@@ -71,6 +71,13 @@ func (b buggy) Copy(dst backend.Tensor, dstOff int, src backend.Tensor, srcOff, 
 	return b.Backend.Copy(dst, dstOff, src, srcOff, n)
 }
 
+func (b buggy) Mul(out, x, y backend.Tensor) error {
+	if b.bug == "unchecked-mul" && (out.Len() != x.Len() || x.Len() != y.Len()) {
+		return nil // a backend that would write out of bounds
+	}
+	return b.Backend.Mul(out, x, y)
+}
+
 // Record in the "record-stale" bug runs fn once at record time and replays nothing.
 func (b buggy) Record(fn func() error) (backend.Program, error) {
 	if b.bug == "record-stale" {
@@ -113,6 +120,7 @@ func TestKitCatchesBugs(t *testing.T) {
 		{"rope-layout", "RoPE", `RoPE neox x \[7, 16\] heads=2 head_dim=8 dims=8 theta=10000 positions=4 inverse=false: x\[0 \d+\] = `},
 		{"copy-offset", "Copy", `Copy f32 dst \[130\] at 5, src \[77\] at 3, n=33: dst\[5\] = `},
 		{"record-stale", "Record", `replay 2 gave the same loss as replay 1`},
+		{"unchecked-mul", "Errors", `Errors: Mul lengths 12, 12, 30: accepted`},
 	}
 	for _, c := range cases {
 		t.Run(c.bug, func(t *testing.T) {
