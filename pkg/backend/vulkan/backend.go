@@ -54,6 +54,7 @@ type Backend struct {
 	ropeTab map[ropeKey]*ropeTable
 	prof    map[string]*backend.KernelTime
 	closed  bool
+	splits  int // launches split into pieces (for tests)
 }
 
 // stream is a command buffer being recorded plus the buffer ranges its
@@ -633,10 +634,66 @@ type binding struct {
 	v     vk.View
 	write bool
 	name  string // for error messages
+	// unit is the bytes per split unit (element or row) for bindings that
+	// split follows; 0 binds the view whole in every piece.
+	unit uint64
 }
 
 func in(name string, v vk.View) binding  { return binding{v: v, name: name} }
 func out(name string, v vk.View) binding { return binding{v: v, write: true, name: name} }
+
+// per marks a binding as split into units of unit bytes.
+func (bd binding) per(unit uint64) binding { bd.unit = unit; return bd }
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// split runs launch over [0, units) in pieces small enough that every binding
+// with a unit fits the device's storage-binding limit: each piece binds the
+// units [u0, u0+m) of those bindings (at aligned offsets; pieces are a
+// multiple of period units). Without need it launches once over everything.
+func (b *Backend) split(op string, units, period int, binds []binding, launch func(bs []binding, u0, m int) error) error {
+	need := false
+	step, maxUnit, most := uint64(max(period, 1)), uint64(0), uint64(1)<<62
+	for _, bd := range binds {
+		if bd.unit == 0 {
+			continue
+		}
+		need = need || bd.v.Size > b.maxBind
+		maxUnit = max(maxUnit, bd.unit)
+		most = min(most, b.maxBind/bd.unit)
+		s := b.align / gcd(bd.unit, b.align)
+		step = step / gcd(step, s) * s
+	}
+	if !need {
+		return launch(binds, 0, units)
+	}
+	chunk := most / step * step
+	if chunk == 0 {
+		return fmt.Errorf("%s: %d units of %d bytes do not fit the device's largest storage binding (%s on %s): lower micro_batch_size or cutoff_len",
+			op, step, maxUnit, vk.MiB(b.maxBind), b.info.Name)
+	}
+	b.splits++
+	bs := make([]binding, len(binds))
+	for u0 := 0; u0 < units; u0 += int(chunk) {
+		m := min(int(chunk), units-u0)
+		for i, bd := range binds {
+			bs[i] = bd
+			if bd.unit != 0 {
+				bs[i].v.Offset += uint64(u0) * bd.unit
+				bs[i].v.Size = (uint64(m)*bd.unit + 3) &^ 3
+			}
+		}
+		if err := launch(bs, u0, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // dispatch records kernel name (specialization constants spec, spec[0] being
 // the workgroup size) over groups workgroups laid out in a 2-D grid.
@@ -679,7 +736,7 @@ func (b *Backend) dispatch2(op, name string, spec []uint32, binds []binding, pus
 	}
 	for i, bd := range binds {
 		if bd.v.Size > b.maxBind {
-			return fmt.Errorf("%s: %s is %s, above the device's largest storage binding (%s on %s): lower micro_batch_size or cutoff_len",
+			return fmt.Errorf("%s: %s is %s, above the device's largest storage binding (%s on %s): lower micro_batch_size or cutoff_len, or use a smaller model",
 				op, bd.name, vk.MiB(bd.v.Size), vk.MiB(b.maxBind), b.info.Name)
 		}
 		views[i] = bd.v

@@ -52,9 +52,13 @@ func (b *Backend) Embed(outT, tableT, idsT backend.Tensor) error {
 	w := b.wg(256)
 	wrow := uint32(table.dt.RowBytes(table.cols))
 	for i, r := range ranges {
-		push := []uint32{uint32(o.n), uint32(table.cols), uint32(r.r0), uint32(r.r1), uint32(table.rows), r.base, wrow, boolU(i == 0)}
-		if err := b.dispatch(op, "embed_"+weightName[table.dt], []uint32{w}, []binding{out("out", o.view()), in("table", r.view), in("ids", ids.view())},
-			push, ceilDiv(uint64(o.n), uint64(w))); err != nil {
+		binds := []binding{out("out", o.view()).per(4 * uint64(o.cols)), in("table", r.view), in("ids", ids.view()).per(4)}
+		err := b.split(op, ids.n, 1, binds, func(bs []binding, _, m int) error {
+			n := m * table.cols
+			push := []uint32{uint32(n), uint32(table.cols), uint32(r.r0), uint32(r.r1), uint32(table.rows), r.base, wrow, boolU(i == 0)}
+			return b.dispatch(op, "embed_"+weightName[table.dt], []uint32{w}, bs, push, ceilDiv(uint64(n), uint64(w)))
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -93,8 +97,10 @@ func (b *Backend) RMSNorm(outT, xT, wT backend.Tensor, eps float32) error {
 		return err
 	}
 	x := ts[1]
-	return b.dispatch(op, "rmsnorm", []uint32{b.wg(128)}, []binding{out("out", ts[0].view()), in("x", x.view()), in("w", w.view())},
-		[]uint32{uint32(x.rows), uint32(x.cols), f32bits(eps), 0}, uint64(x.rows))
+	rb := 4 * uint64(x.cols)
+	return b.split(op, x.rows, 1, []binding{out("out", ts[0].view()).per(rb), in("x", x.view()).per(rb), in("w", w.view())}, func(bs []binding, _, m int) error {
+		return b.dispatch(op, "rmsnorm", []uint32{b.wg(128)}, bs, []uint32{uint32(m), uint32(x.cols), f32bits(eps), 0}, uint64(m))
+	})
 }
 
 // RMSNormBackward: dx (+)= d/dx RMSNorm(x) · dy.
@@ -107,9 +113,11 @@ func (b *Backend) RMSNormBackward(dxT, dyT, xT, wT backend.Tensor, eps float32, 
 		return err
 	}
 	x := ts[2]
-	return b.dispatch(op, "rmsnorm_bwd", []uint32{b.wg(128)},
-		[]binding{out("dx", ts[0].view()), in("dy", ts[1].view()), in("x", x.view()), in("w", w.view())},
-		[]uint32{uint32(x.rows), uint32(x.cols), f32bits(eps), boolU(accumulate)}, uint64(x.rows))
+	rb := 4 * uint64(x.cols)
+	binds := []binding{out("dx", ts[0].view()).per(rb), in("dy", ts[1].view()).per(rb), in("x", x.view()).per(rb), in("w", w.view())}
+	return b.split(op, x.rows, 1, binds, func(bs []binding, _, m int) error {
+		return b.dispatch(op, "rmsnorm_bwd", []uint32{b.wg(128)}, bs, []uint32{uint32(m), uint32(x.cols), f32bits(eps), boolU(accumulate)}, uint64(m))
+	})
 }
 
 type ropeKey struct {
@@ -131,11 +139,13 @@ func (b *Backend) ropeTable(p backend.RoPE, need int) (*ropeTable, error) {
 	if t, ok := b.ropeTab[k]; ok && t.n >= need {
 		return t, nil
 	}
+	half := p.Dims / 2
 	n := ropeTabLen
 	for n < need {
 		n *= 2
 	}
-	half := p.Dims / 2
+	// the table is one binding: positions past what fits are computed in the shader.
+	n = max(1, min(n, int(b.maxBind/uint64(8*half))))
 	tab := make([]float32, n*half*2)
 	for pos := range n {
 		for i := range half {
@@ -198,11 +208,15 @@ func (b *Backend) RoPE(xT, posT backend.Tensor, p backend.RoPE, inverse bool) er
 		return err
 	}
 	half := p.Dims / 2
-	n := x.rows * p.Heads * half
-	push := []uint32{uint32(n), uint32(p.Heads), uint32(p.HeadDim), uint32(half), uint32(pos.n), f32bits(p.Theta),
-		boolU(p.Layout == backend.RoPENeoX), boolU(inverse), uint32(tab.n)}
 	w := b.wg(256)
-	return b.dispatch(op, "rope", []uint32{w}, []binding{out("x", x.view()), in("pos", pos.view()), in("table", tab.view)}, push, ceilDiv(uint64(n), uint64(w)))
+	// pieces are whole multiples of len(pos) rows, so row r keeps pos[r % len(pos)].
+	binds := []binding{out("x", x.view()).per(4 * uint64(x.cols)), in("pos", pos.view()), in("table", tab.view)}
+	return b.split(op, x.rows, pos.n, binds, func(bs []binding, _, m int) error {
+		n := m * p.Heads * half
+		push := []uint32{uint32(n), uint32(p.Heads), uint32(p.HeadDim), uint32(half), uint32(pos.n), f32bits(p.Theta),
+			boolU(p.Layout == backend.RoPENeoX), boolU(inverse), uint32(tab.n)}
+		return b.dispatch(op, "rope", []uint32{w}, bs, push, ceilDiv(uint64(n), uint64(w)))
+	})
 }
 
 func (b *Backend) attentionArgs(op string, a backend.Attention, names []string, ts ...backend.Tensor) ([]*tensor, error) {
@@ -345,9 +359,12 @@ func (b *Backend) CrossEntropy(lossT, dlogitsT, logitsT, labelsT, scaleT backend
 	if err := checkN(op, logits.n); err != nil {
 		return err
 	}
-	binds := []binding{out("loss", loss.view()), in("dlogits", dlv), in("logits", logits.view()), in("labels", labels.view()), in("scale", scale.view())}
+	rb := 4 * uint64(vocab)
+	binds := []binding{out("loss", loss.view()).per(4), in("dlogits", dlv), in("logits", logits.view()).per(rb), in("labels", labels.view()).per(4), in("scale", scale.view())}
 	if hasDL {
-		binds[1].write = true
+		binds[1] = out("dlogits", dlv).per(rb)
 	}
-	return b.dispatch(op, "cross_entropy", []uint32{b.wg(256)}, binds, []uint32{uint32(n), uint32(vocab), boolU(hasDL)}, uint64(n))
+	return b.split(op, n, 1, binds, func(bs []binding, _, m int) error {
+		return b.dispatch(op, "cross_entropy", []uint32{b.wg(256)}, bs, []uint32{uint32(m), uint32(vocab), boolU(hasDL)}, uint64(m))
+	})
 }

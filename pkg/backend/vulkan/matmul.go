@@ -117,8 +117,12 @@ func (b *Backend) MatMul(outT, xT, wT backend.Tensor, accumulate bool) error {
 	}
 	wrow := uint32(w.dt.RowBytes(w.cols))
 	for _, r := range ranges {
-		if err := b.gemm(op, "gemm_nt_"+weightName[w.dt], x.rows, r.r1-r.r0, x.cols, x.cols, o.cols, 0, r.r0,
-			x.view(), r.view, o.view(), r.base, wrow, accumulate); err != nil {
+		binds := []binding{in("x", x.view()).per(4 * uint64(x.cols)), in("w", r.view), out("out", o.view()).per(4 * uint64(o.cols))}
+		err := b.split(op, x.rows, 1, binds, func(bs []binding, _, m int) error {
+			return b.gemm(op, "gemm_nt_"+weightName[w.dt], m, r.r1-r.r0, x.cols, x.cols, o.cols, 0, r.r0,
+				bs[0].v, bs[1].v, bs[2].v, r.base, wrow, accumulate)
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -155,8 +159,12 @@ func (b *Backend) MatMulDX(dxT, dyT, wT backend.Tensor, accumulate bool) error {
 	}
 	wrow := uint32(w.dt.RowBytes(w.cols))
 	for i, r := range ranges {
-		if err := b.gemm(op, "gemm_nn_"+weightName[w.dt], dy.rows, w.cols, r.r1-r.r0, dy.cols, dx.cols, r.r0, 0,
-			dy.view(), r.view, dx.view(), r.base, wrow, accumulate || i > 0); err != nil {
+		binds := []binding{in("dy", dy.view()).per(4 * uint64(dy.cols)), in("w", r.view), out("dx", dx.view()).per(4 * uint64(dx.cols))}
+		err := b.split(op, dy.rows, 1, binds, func(bs []binding, _, m int) error {
+			return b.gemm(op, "gemm_nn_"+weightName[w.dt], m, w.cols, r.r1-r.r0, dy.cols, dx.cols, r.r0, 0,
+				bs[0].v, bs[1].v, bs[2].v, r.base, wrow, accumulate || i > 0)
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -186,6 +194,14 @@ func (b *Backend) MatMulDW(dwT, dyT, xT backend.Tensor, accumulate bool) error {
 	if err := b.checkGEMM(op, dw.n, dy.n, x.n); err != nil {
 		return err
 	}
-	return b.gemm(op, "gemm_tn_f32", dw.rows, dw.cols, x.rows, dy.cols, dw.cols, 0, 0,
-		dy.view(), x.view(), dw.view(), 0, uint32(4*x.cols), accumulate)
+	// rows of dy and x beyond one binding are summed piece by piece, in order.
+	// Rows of dw beyond one binding are computed range by range (A offset m0).
+	binds := []binding{in("dy", dy.view()).per(4 * uint64(dy.cols)), in("x", x.view()).per(4 * uint64(x.cols)), out("dw", dw.view())}
+	return b.split(op, x.rows, 1, binds, func(bs []binding, r0, k int) error {
+		inner := []binding{bs[0].per(0), bs[1].per(0), out("dw", dw.view()).per(4 * uint64(dw.cols))}
+		return b.split(op, dw.rows, 1, inner, func(is []binding, m0, m int) error {
+			return b.gemm(op, "gemm_tn_f32", m, dw.cols, k, dy.cols, dw.cols, m0, 0,
+				is[0].v, is[1].v, is[2].v, 0, uint32(4*x.cols), accumulate || r0 > 0)
+		})
+	})
 }

@@ -26,10 +26,19 @@ func boolU(v bool) uint32 {
 	return 0
 }
 
-// elementwise launches an eltwise.comp variant over n elements.
-func (b *Backend) elementwise(op, name string, n int, binds []binding, push []uint32) error {
+// elementwise launches an eltwise.comp variant over n elements, split into
+// pieces when a per-element binding (marked with per(4)) exceeds the binding
+// limit; push gets the piece's length and first element.
+func (b *Backend) elementwise(op, name string, n int, binds []binding, push func(m, base int) []uint32) error {
 	w := b.wg(256)
-	return b.dispatch(op, name, []uint32{w}, binds, push, ceilDiv(uint64(n), uint64(w)))
+	return b.split(op, n, 1, binds, func(bs []binding, u0, m int) error {
+		return b.dispatch(op, name, []uint32{w}, bs, push(m, u0), ceilDiv(uint64(m), uint64(w)))
+	})
+}
+
+// plain is the push of an eltwise kernel that needs only the length and p0.
+func plain(f0 float32) func(m, base int) []uint32 {
+	return func(m, _ int) []uint32 { return eltPush(m, 0, 0, f0, 0, false) }
 }
 
 // eltPush packs the eltwise.comp push constants.
@@ -55,7 +64,7 @@ func (b *Backend) fillLocked(s *stream, t *tensor, v float32) error {
 		b.rec = nil
 	}
 	defer func() { b.rec = saved }()
-	return b.elementwise("fill", "fill", t.n, []binding{out("t", t.view())}, eltPush(t.n, bits, 0, 0, 0, false))
+	return b.elementwise("fill", "fill", t.n, []binding{out("t", t.view()).per(4)}, func(m, _ int) []uint32 { return eltPush(m, bits, 0, 0, 0, false) })
 }
 
 // Fill sets every element of t to v (I32 tensors get int32(v)).
@@ -104,29 +113,58 @@ func (b *Backend) Copy(dstT backend.Tensor, dstOff int, srcT backend.Tensor, src
 	if n == 0 {
 		return nil
 	}
+	piece := int((b.maxBind - b.align) / 4)
 	if dst == src && dstOff < srcOff+n && srcOff < dstOff+n {
 		// overlapping ranges of one tensor: go through scratch.
 		tmp, err := b.scratchBuf("copy", 4*uint64(n))
 		if err != nil {
 			return err
 		}
-		if err := b.elementwise(op, "copy", n, []binding{out("scratch", tmp), in("src", src.view())}, eltPush(n, 0, uint32(srcOff), 0, 0, false)); err != nil {
+		for i := 0; i < n; i += piece {
+			m := min(piece, n-i)
+			sv := vk.View{Buffer: tmp.Buffer, Offset: tmp.Offset, Size: tmp.Size}
+			if err := b.copyRange(sv, i, src, srcOff+i, m); err != nil {
+				return err
+			}
+		}
+		for i := 0; i < n; i += piece {
+			m := min(piece, n-i)
+			if err := b.copyFrom(dst, dstOff+i, vk.View{Buffer: tmp.Buffer, Offset: tmp.Offset, Size: tmp.Size}, i, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i := 0; i < n; i += piece {
+		m := min(piece, n-i)
+		if err := b.copyFrom(dst, dstOff+i, src.view(), srcOff+i, m); err != nil {
 			return err
 		}
-		return b.elementwise(op, "copy", n, []binding{out("dst", dst.view()), in("scratch", tmp)}, eltPush(n, uint32(dstOff), 0, 0, 0, false))
 	}
-	// bind just the ranges copied so that unrelated work need not wait.
-	dv, sv := sub(dst, dstOff, n), sub(src, srcOff, n)
+	return nil
+}
+
+// copyRange copies m elements of src at srcOff into buffer view dst at element dstOff.
+func (b *Backend) copyRange(dst vk.View, dstOff int, src *tensor, srcOff, m int) error {
+	return b.copyViews(vk.View{Buffer: dst.Buffer, Offset: dst.Offset + 4*uint64(dstOff), Size: 4 * uint64(m)}, sub(src, srcOff, m), m)
+}
+
+// copyFrom copies m elements of view src at element srcOff into dst at dstOff.
+func (b *Backend) copyFrom(dst *tensor, dstOff int, src vk.View, srcOff, m int) error {
+	return b.copyViews(sub(dst, dstOff, m), vk.View{Buffer: src.Buffer, Offset: src.Offset + 4*uint64(srcOff), Size: 4 * uint64(m)}, m)
+}
+
+// copyViews binds just the ranges copied (aligned down, with the remainder as
+// an element offset) so that unrelated work need not wait.
+func (b *Backend) copyViews(dv, sv vk.View, m int) error {
 	du, su := uint32(0), uint32(0)
-	if dv.Offset%b.align != 0 {
-		r := dv.Offset % b.align
+	if r := dv.Offset % b.align; r != 0 {
 		dv.Offset, dv.Size, du = dv.Offset-r, dv.Size+r, uint32(r/4)
 	}
-	if sv.Offset%b.align != 0 {
-		r := sv.Offset % b.align
+	if r := sv.Offset % b.align; r != 0 {
 		sv.Offset, sv.Size, su = sv.Offset-r, sv.Size+r, uint32(r/4)
 	}
-	return b.elementwise(op, "copy", n, []binding{out("dst", dv), in("src", sv)}, eltPush(n, du, su, 0, 0, false))
+	return b.elementwise("copy", "copy", m, []binding{out("dst", dv), in("src", sv)}, func(m, _ int) []uint32 { return eltPush(m, du, su, 0, 0, false) })
 }
 
 // sameLen fetches F32 tensors that must all have the same length.
@@ -155,7 +193,7 @@ func (b *Backend) AddScaled(outT, xT backend.Tensor, s float32) error {
 	if err != nil {
 		return err
 	}
-	return b.elementwise("add scaled", "add_scaled", ts[0].n, []binding{out("out", ts[0].view()), in("x", ts[1].view())}, eltPush(ts[0].n, 0, 0, s, 0, false))
+	return b.elementwise("add scaled", "add_scaled", ts[0].n, []binding{out("out", ts[0].view()).per(4), in("x", ts[1].view()).per(4)}, plain(s))
 }
 
 // Mul: out = a * b.
@@ -166,7 +204,7 @@ func (b *Backend) Mul(outT, aT, bT backend.Tensor) error {
 	if err != nil {
 		return err
 	}
-	return b.elementwise("mul", "mul", ts[0].n, []binding{out("out", ts[0].view()), in("a", ts[1].view()), in("b", ts[2].view())}, eltPush(ts[0].n, 0, 0, 0, 0, false))
+	return b.elementwise("mul", "mul", ts[0].n, []binding{out("out", ts[0].view()).per(4), in("a", ts[1].view()).per(4), in("b", ts[2].view()).per(4)}, plain(0))
 }
 
 // AddBias: out[r, c] += bias[c].
@@ -188,7 +226,11 @@ func (b *Backend) AddBias(outT, biasT backend.Tensor) error {
 	if err := checkN(op, o.n); err != nil {
 		return err
 	}
-	return b.elementwise(op, "add_bias", o.n, []binding{out("out", o.view()), in("b", bias.view())}, eltPush(o.n, uint32(o.cols), 0, 0, 0, false))
+	w := b.wg(256)
+	return b.split(op, o.rows, 1, []binding{out("out", o.view()).per(4 * uint64(o.cols)), in("b", bias.view())}, func(bs []binding, _, m int) error {
+		n := m * o.cols
+		return b.dispatch(op, "add_bias", []uint32{w}, bs, eltPush(n, uint32(o.cols), 0, 0, 0, false), ceilDiv(uint64(n), uint64(w)))
+	})
 }
 
 // SumRows: out[c] (+)= sum_r x[r, c], rows summed in order.
@@ -210,7 +252,12 @@ func (b *Backend) SumRows(outT, xT backend.Tensor, accumulate bool) error {
 	if err := checkN(op, x.n); err != nil {
 		return err
 	}
-	return b.elementwise(op, "sum_rows", x.cols, []binding{out("out", o.view()), in("x", x.view())}, eltPush(x.cols, uint32(x.cols), uint32(x.rows), 0, 0, accumulate))
+	w := b.wg(256)
+	return b.split(op, x.rows, 1, []binding{out("out", o.view()), in("x", x.view()).per(4 * uint64(x.cols))}, func(bs []binding, r0, m int) error {
+		// pieces of rows are added in row order.
+		push := eltPush(x.cols, uint32(x.cols), uint32(m), 0, 0, accumulate || r0 > 0)
+		return b.dispatch(op, "sum_rows", []uint32{w}, bs, push, ceilDiv(uint64(x.cols), uint64(w)))
+	})
 }
 
 // SwiGLU: out = silu(gate) * up.
@@ -221,7 +268,7 @@ func (b *Backend) SwiGLU(outT, gateT, upT backend.Tensor) error {
 	if err != nil {
 		return err
 	}
-	return b.elementwise("swiglu", "swiglu", ts[0].n, []binding{out("out", ts[0].view()), in("gate", ts[1].view()), in("up", ts[2].view())}, eltPush(ts[0].n, 0, 0, 0, 0, false))
+	return b.elementwise("swiglu", "swiglu", ts[0].n, []binding{out("out", ts[0].view()).per(4), in("gate", ts[1].view()).per(4), in("up", ts[2].view()).per(4)}, plain(0))
 }
 
 // SwiGLUBackward: dgate, dup from dout.
@@ -233,8 +280,8 @@ func (b *Backend) SwiGLUBackward(dgateT, dupT, doutT, gateT, upT backend.Tensor)
 		return err
 	}
 	return b.elementwise("swiglu backward", "swiglu_bwd", ts[0].n,
-		[]binding{out("dgate", ts[0].view()), out("dup", ts[1].view()), in("dout", ts[2].view()), in("gate", ts[3].view()), in("up", ts[4].view())},
-		eltPush(ts[0].n, 0, 0, 0, 0, false))
+		[]binding{out("dgate", ts[0].view()).per(4), out("dup", ts[1].view()).per(4), in("dout", ts[2].view()).per(4), in("gate", ts[3].view()).per(4), in("up", ts[4].view()).per(4)},
+		plain(0))
 }
 
 // Dropout: out = x * (1/(1-p)) where backend.DropoutKeep(seed, stream, i, p), else 0.
@@ -261,10 +308,11 @@ func (b *Backend) Dropout(outT, xT, seedT backend.Tensor, streamID uint32, p flo
 		if o == x {
 			return nil
 		}
-		return b.elementwise(op, "copy", o.n, []binding{out("out", o.view()), in("x", x.view())}, eltPush(o.n, 0, 0, 0, 0, false))
+		return b.elementwise(op, "copy", o.n, []binding{out("out", o.view()).per(4), in("x", x.view()).per(4)}, plain(0))
 	}
 	scale := 1 / (1 - p)
-	return b.elementwise(op, "dropout", o.n, []binding{out("out", o.view()), in("x", x.view()), in("seed", seed.view())}, eltPush(o.n, streamID, 0, p, scale, false))
+	return b.elementwise(op, "dropout", o.n, []binding{out("out", o.view()).per(4), in("x", x.view()).per(4), in("seed", seed.view())},
+		func(m, base int) []uint32 { return eltPush(m, streamID, uint32(base), p, scale, false) })
 }
 
 // AdamW updates param with grad and the moments (see backend.AdamWScalarsLen).
@@ -288,8 +336,8 @@ func (b *Backend) AdamW(paramT, gradT, mT, vT, scalarsT, sumsqT backend.Tensor) 
 		return err
 	}
 	return b.elementwise(op, "adamw", ts[0].n,
-		[]binding{out("param", ts[0].view()), in("grad", ts[1].view()), out("m", ts[2].view()), out("v", ts[3].view()), in("scalars", sc.view()), in("sumsq", sq.view())},
-		eltPush(ts[0].n, 0, 0, 0, 0, false))
+		[]binding{out("param", ts[0].view()).per(4), in("grad", ts[1].view()).per(4), out("m", ts[2].view()).per(4), out("v", ts[3].view()).per(4), in("scalars", sc.view()), in("sumsq", sq.view())},
+		plain(0))
 }
 
 // sumsqChunk is the number of elements one workgroup of the first pass sums.
@@ -305,16 +353,30 @@ func (b *Backend) SumSquares(outT backend.Tensor, accumulate bool, xs ...backend
 	if err != nil {
 		return err
 	}
-	ts := make([]*tensor, len(xs))
+	// pieces of at most one binding, each a whole number of chunks, so that
+	// every piece starts aligned.
+	chunk := uint64(sumsqChunk)
+	if 4*chunk > b.maxBind {
+		chunk = max(b.maxBind/b.align*b.align/4, 1)
+	}
+	pieceElems := b.maxBind / 4 / chunk * chunk
+	type piece struct {
+		name string
+		v    vk.View
+		n    uint64
+	}
+	var pieces []piece
 	total := uint64(0)
 	for i, x := range xs {
-		if ts[i], err = b.getF32(op, fmt.Sprintf("xs[%d]", i), x); err != nil {
+		t, err := b.getF32(op, fmt.Sprintf("xs[%d]", i), x)
+		if err != nil {
 			return err
 		}
-		if err := checkN(op, ts[i].n); err != nil {
-			return err
+		for e0 := uint64(0); e0 < uint64(t.n); e0 += pieceElems {
+			m := min(pieceElems, uint64(t.n)-e0)
+			pieces = append(pieces, piece{fmt.Sprintf("xs[%d]", i), vk.View{Buffer: t.blk.Buffer, Offset: t.blk.Offset + 4*e0, Size: 4 * m}, m})
+			total += b.partials(m, chunk)
 		}
-		total += b.partials(ts[i].n)
 	}
 	part, err := b.scratchBuf("sumsq", 4*max(total, 1))
 	if err != nil {
@@ -322,13 +384,13 @@ func (b *Backend) SumSquares(outT backend.Tensor, accumulate bool, xs ...backend
 	}
 	w := b.wg(256)
 	off := uint64(0)
-	for i, t := range ts {
-		// each tensor's partials start aligned, so the launches write disjoint
+	for _, pc := range pieces {
+		// each piece's partials start aligned, so the launches write disjoint
 		// bindings and need no barrier between them; padding groups write 0.
-		g := b.partials(t.n)
+		g := b.partials(pc.n, chunk)
 		pv := vk.View{Buffer: part.Buffer, Offset: part.Offset + 4*off, Size: 4 * g}
-		if err := b.dispatch(op, "sumsq_partial", []uint32{w}, []binding{out("partials", pv), in(fmt.Sprintf("xs[%d]", i), t.view())},
-			[]uint32{uint32(t.n), sumsqChunk, 0, 0}, g); err != nil {
+		if err := b.dispatch(op, "sumsq_partial", []uint32{w}, []binding{out("partials", pv), in(pc.name, pc.v)},
+			[]uint32{uint32(pc.n), uint32(chunk), 0, 0}, g); err != nil {
 			return err
 		}
 		off += g
@@ -339,8 +401,8 @@ func (b *Backend) SumSquares(outT backend.Tensor, accumulate bool, xs ...backend
 
 // partials is the number of first-pass sums for n elements, padded so that
 // the next tensor's partials start at an aligned offset.
-func (b *Backend) partials(n int) uint64 {
-	return roundUp(ceilDiv(uint64(n), sumsqChunk), b.align/4)
+func (b *Backend) partials(n, chunk uint64) uint64 {
+	return roundUp(ceilDiv(n, chunk), b.align/4)
 }
 
 func roundUp(x, a uint64) uint64 { return ceilDiv(x, a) * a }

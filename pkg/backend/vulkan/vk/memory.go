@@ -238,6 +238,9 @@ func MiB(n uint64) string {
 	if n >= 10<<30 {
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 	}
+	if n < 1<<20 {
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 

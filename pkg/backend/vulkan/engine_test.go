@@ -1,0 +1,199 @@
+package vulkan
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/lora-dev/lora/pkg/backend"
+	"github.com/lora-dev/lora/pkg/backend/backendtest"
+	"github.com/lora-dev/lora/pkg/backend/ref"
+	"github.com/lora-dev/lora/pkg/quant"
+)
+
+func randVec(r *rand.Rand, n int, s float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32((r.Float64()*2 - 1) * s)
+	}
+	return v
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func upload(t testing.TB, b backend.Backend, data []float32, shape ...int) backend.Tensor {
+	t.Helper()
+	x, err := b.Alloc(backend.F32, shape...)
+	must(t, err)
+	must(t, b.Write(x, data))
+	return x
+}
+
+func read(t testing.TB, b backend.Backend, x backend.Tensor) []float32 {
+	t.Helper()
+	out := make([]float32, x.Len())
+	must(t, b.Read(x, out))
+	return out
+}
+
+func quantize(t testing.TB, dt backend.DType, src []float32, cols int) []byte {
+	t.Helper()
+	raw := make([]byte, len(src)/cols*dt.RowBytes(cols))
+	var err error
+	switch dt {
+	case backend.F32:
+		err = quant.EncodeF32(raw, src)
+	case backend.F16:
+		err = quant.EncodeF16(raw, src)
+	case backend.Q8_0:
+		err = quant.QuantizeQ8_0(raw, src)
+	case backend.Q4_0:
+		err = quant.QuantizeQ4_0(raw, src)
+	case backend.NF4:
+		err = quant.QuantizeNF4(raw, src)
+	}
+	must(t, err)
+	return raw
+}
+
+// TestDropoutMaskIsHash3 checks the shader's hash against backend.DropoutKeep
+// bit for bit, for seeds with the top bit set, several streams and p.
+func TestDropoutMaskIsHash3(t *testing.T) {
+	b := open(t, Options{})
+	const n = 70001
+	ones := make([]float32, n)
+	for i := range ones {
+		ones[i] = 1
+	}
+	x := upload(t, b, ones, n)
+	out, err := b.Alloc(backend.F32, n)
+	must(t, err)
+	seed, err := b.Alloc(backend.I32, 1)
+	must(t, err)
+	for _, c := range []struct {
+		seed   int32
+		stream uint32
+		p      float32
+	}{{1, 0, 0.5}, {-123456789, 7, 0.1}, {math.MaxInt32, 0xffffffff, 0.9}, {0, 3, 1e-3}} {
+		must(t, b.Write(seed, []int32{c.seed}))
+		must(t, b.Dropout(out, x, seed, c.stream, c.p))
+		got := read(t, b, out)
+		kept := 0
+		for i, v := range got {
+			want := backend.DropoutKeep(uint32(c.seed), c.stream, uint32(i), c.p)
+			if (v != 0) != want {
+				t.Fatalf("seed %d stream %d p %v: element %d kept=%v, backend.DropoutKeep says %v", c.seed, c.stream, c.p, i, v != 0, want)
+			}
+			if want {
+				kept++
+				if v != 1/(1-c.p) {
+					t.Fatalf("element %d = %v, want 1/(1-p) = %v", i, v, 1/(1-c.p))
+				}
+			}
+		}
+		if frac := float64(kept) / n; math.Abs(frac-float64(1-c.p)) > 0.01 {
+			t.Errorf("seed %d p %v: kept %.4f of elements, want about %.4f", c.seed, c.p, frac, 1-c.p)
+		}
+	}
+}
+
+// TestSplitBindings forces a 4 KiB binding limit so that weights and tables
+// are split into row ranges (with unaligned starts for quantized rows), and
+// compares against the unsplit reference.
+func TestSplitBindings(t *testing.T) {
+	b := open(t, Options{MaxBindingBytes: 4096})
+	r := ref.New()
+	defer r.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, dt := range []backend.DType{backend.F32, backend.F16, backend.Q8_0, backend.Q4_0, backend.NF4} {
+		rows, cols, n := 130, 128, 5
+		raw := quantize(t, dt, randVec(rng, rows*cols, 1), cols)
+		if len(raw) <= 4096 {
+			t.Fatalf("%v weight of %d bytes does not exceed the forced limit", dt, len(raw))
+		}
+		var ws [2]backend.Tensor
+		for i, be := range []backend.Backend{b, r} {
+			w, err := be.FromBytes(dt, []int{rows, cols}, raw)
+			must(t, err)
+			ws[i] = w
+		}
+		xv, dyv := randVec(rng, n*cols, 1), randVec(rng, n*rows, 1)
+		ids := []int32{0, 129, 64, 65, 17}
+		var got [2][3][]float32
+		for i, be := range []backend.Backend{b, r} {
+			x, dy := upload(t, be, xv, n, cols), upload(t, be, dyv, n, rows)
+			y, err := be.Alloc(backend.F32, n, rows)
+			must(t, err)
+			dx, err := be.Alloc(backend.F32, n, cols)
+			must(t, err)
+			emb, err := be.Alloc(backend.F32, n, cols)
+			must(t, err)
+			idt, err := be.Alloc(backend.I32, n)
+			must(t, err)
+			must(t, be.Write(idt, ids))
+			must(t, be.MatMul(y, x, ws[i], false))
+			must(t, be.MatMulDX(dx, dy, ws[i], false))
+			must(t, be.Embed(emb, ws[i], idt))
+			got[i] = [3][]float32{read(t, be, y), read(t, be, dx), read(t, be, emb)}
+		}
+		for k, name := range []string{"matmul", "matmul dx", "embed"} {
+			if err := close(got[0][k], got[1][k], 1e-4); err != nil {
+				t.Errorf("%v %s with split bindings: %v", dt, name, err)
+			}
+		}
+	}
+}
+
+// TestConformanceSplit runs the conformance kit with an 8 KiB binding limit, so
+// that every op whose tensors exceed it runs in pieces (rows or elements),
+// except attention, which needs whole sequences and reports an error instead.
+func TestConformanceSplit(t *testing.T) {
+	b := open(t, Options{MaxBindingBytes: 8192})
+	backendtest.Run(t, b, backendtest.Options{Short: true, Skip: []string{"Attention", "AttentionBackward", "Record"}})
+	if b.splits == 0 {
+		t.Errorf("no launch was split: the test does not exercise splitting")
+	}
+	x, err := b.Alloc(backend.F32, 128, 32)
+	must(t, err)
+	err = b.Attention(x, nil, x, x, x, backend.Attention{Batch: 1, QLen: 128, KVLen: 128, KVCap: 128, Heads: 1, KVHeads: 1, HeadDim: 32, Scale: 1})
+	if err == nil || !contains(err.Error(), "largest storage binding") {
+		t.Errorf("16 KiB attention inputs with an 8 KiB binding limit: got %v, want a binding-limit error", err)
+	}
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// close compares with the conformance kit's rule: |d| <= rel*max(|want|, rms).
+func close(got, want []float32, rel float64) error {
+	var ss float64
+	for _, w := range want {
+		ss += float64(w) * float64(w)
+	}
+	rms := math.Sqrt(ss / float64(len(want)))
+	bad, first := 0, -1
+	for i := range want {
+		if math.Abs(float64(got[i])-float64(want[i])) > rel*max(math.Abs(float64(want[i])), rms) || math.IsNaN(float64(got[i])) {
+			if first < 0 {
+				first = i
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d elements differ; first [%d] = %v, want %v", bad, len(want), first, got[first], want[first])
+	}
+	return nil
+}
