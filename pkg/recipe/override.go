@@ -95,6 +95,11 @@ func applyOverride(root *node, line int, text string) (Override, *diag.Diagnosti
 				WithHint("set %s itself", strings.Join(elems[:i], "."))
 			return Override{}, &d
 		}
+		if !last && !nestable(next) {
+			d := diag.Errorf(er, "unknown-key", "override %s: %s is a value, not a mapping", path, strings.Join(elems[:i+1], ".")).
+				WithHint("set %s itself", strings.Join(elems[:i+1], "."))
+			return Override{}, &d
+		}
 		if cur.kind != nMap {
 			// the file has a scalar or nothing here: replace it with a mapping
 			*cur = node{kind: nMap, file: cur.file, pos: cur.pos, end: cur.end}
@@ -111,6 +116,21 @@ func applyOverride(root *node, line int, text string) (Override, *diag.Diagnosti
 		cur, t = child, next
 	}
 	return Override{Path: path, Value: value}, nil
+}
+
+// nestable reports whether a path may continue below a value of type t.
+func nestable(t reflect.Type) bool {
+	switch {
+	case t == exprType || t == targetsType:
+		return false
+	case t == stagesType:
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Slice, reflect.Array:
+		return true
+	}
+	return false
 }
 
 func setKey(m *node, key string, v *node) {
