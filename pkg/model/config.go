@@ -23,23 +23,23 @@ var ErrArch = errors.New("unsupported architecture")
 
 // Config describes a LLaMA-family model's shape and numerics.
 type Config struct {
-	Arch       string // llama, mistral or qwen2
-	Dim        int    // hidden size (embedding length)
-	Layers     int    // transformer blocks
-	Heads      int    // query heads
-	KVHeads    int    // key/value heads (grouped-query attention when < Heads)
-	HeadDim    int    // per-head dimension (usually Dim/Heads)
-	FFN        int    // feed-forward (intermediate) size
-	Vocab      int    // vocabulary size (rows of the embedding table)
-	ContextLen int    // trained context length (0 when unknown)
+	Arch       string `json:"arch"`           // llama, mistral or qwen2
+	Dim        int    `json:"dim"`            // hidden size (embedding length)
+	Layers     int    `json:"layers"`         // transformer blocks
+	Heads      int    `json:"heads"`          // query heads
+	KVHeads    int    `json:"kv_heads"`       // key/value heads (grouped-query attention when < Heads)
+	HeadDim    int    `json:"head_dim"`       // per-head dimension (usually Dim/Heads)
+	FFN        int    `json:"ffn"`            // feed-forward (intermediate) size
+	Vocab      int    `json:"vocab"`          // vocabulary size (rows of the embedding table)
+	ContextLen int    `json:"context_length"` // trained context length (0 when unknown)
 
-	RoPETheta  float32            // rotary base frequency
-	RoPEDims   int                // leading dims of each head that rotate
-	RoPELayout backend.RoPELayout // pairing of rotated dims (see backend.RoPELayout)
-	RMSEps     float32            // RMSNorm epsilon
+	RoPETheta  float32            `json:"rope_theta"`  // rotary base frequency
+	RoPEDims   int                `json:"rope_dims"`   // leading dims of each head that rotate
+	RoPELayout backend.RoPELayout `json:"rope_layout"` // pairing of rotated dims: 0 normal, 1 neox (see backend.RoPELayout)
+	RMSEps     float32            `json:"rms_eps"`     // RMSNorm epsilon
 
-	TiedEmbeddings bool // the LM head reuses the token embedding table
-	QKVBias        bool // q, k and v projections carry biases (qwen2)
+	TiedEmbeddings bool `json:"tied_embeddings"` // the LM head reuses the token embedding table
+	QKVBias        bool `json:"qkv_bias"`        // q, k and v projections carry biases (qwen2)
 }
 
 // QDim is the width of the query projection output.
