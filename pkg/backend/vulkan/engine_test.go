@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"testing"
 
 	"github.com/lora-dev/lora/pkg/backend"
@@ -196,4 +198,55 @@ func close(got, want []float32, rel float64) error {
 		return fmt.Errorf("%d of %d elements differ; first [%d] = %v, want %v", bad, len(want), first, got[first], want[first])
 	}
 	return nil
+}
+
+// TestProfile checks that every dispatch is timed and attributed to its kernel.
+func TestProfile(t *testing.T) {
+	b := open(t, Options{})
+	if !b.Device().Timestamps {
+		t.Skip("device has no timestamp queries")
+	}
+	b.Profile(true)
+	x := upload(t, b, randVec(rand.New(rand.NewPCG(3, 3)), 4096, 1), 64, 64)
+	y, err := b.Alloc(backend.F32, 64, 64)
+	must(t, err)
+	for range 3 {
+		must(t, b.MatMul(y, x, x, false))
+	}
+	must(t, b.Sync())
+	prof := b.Profile(true)
+	found := false
+	for _, k := range prof {
+		if k.Name == "gemm_nt_f32" {
+			found = true
+			if k.Calls != 3 || !(k.Seconds > 0) {
+				t.Errorf("gemm_nt_f32: %d calls, %v s; want 3 calls and a positive time", k.Calls, k.Seconds)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("profile %v has no gemm_nt_f32", prof)
+	}
+	if again := b.Profile(false); len(again) != 0 {
+		t.Errorf("profile after reset: %v, want empty", again)
+	}
+}
+
+// TestNoDriver runs Devices in a child process whose loader finds no driver
+// and checks the message tells the user what to install.
+func TestNoDriver(t *testing.T) {
+	if os.Getenv("LORA_VK_CHILD") == "1" {
+		_, err := Devices()
+		fmt.Println("ERR:", err)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNoDriver$")
+	cmd.Env = append(os.Environ(), "LORA_VK_CHILD=1", "VK_ICD_FILENAMES=/nonexistent/icd.json", "VK_DRIVER_FILES=/nonexistent/icd.json")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if !contains(string(out), "no Vulkan driver found (libvulkan.so.1): install mesa-vulkan-drivers libvulkan1, or use --device cpu") {
+		t.Errorf("child output %q lacks the no-driver message", out)
+	}
 }
