@@ -21,6 +21,8 @@ const (
 	keyAddBOS      = "tokenizer.ggml.add_bos_token"
 	keyAddEOS      = "tokenizer.ggml.add_eos_token"
 	keySpacePrefix = "tokenizer.ggml.add_space_prefix"
+	keyEOT         = "tokenizer.ggml.eot_token_id"
+	keyEOM         = "tokenizer.ggml.eom_token_id"
 )
 
 // FromGGUF builds the tokenizer described by a GGUF file's metadata, with
@@ -133,6 +135,11 @@ func VocabFromGGUF(f *gguf.File) (Vocab, error) {
 		}
 		if id, ok := f.Uint(s.key); ok && id < n {
 			*s.id = int32(id)
+		}
+	}
+	for _, key := range []string{keyEOT, keyEOM} {
+		if id, ok := f.Uint(key); ok && id < n {
+			v.EOG = append(v.EOG, int32(id))
 		}
 	}
 	if b, ok := f.Bool(keyAddBOS); ok {

@@ -44,6 +44,10 @@ type Vocab struct {
 	// AddSpacePrefix prepends the SentencePiece dummy space (llama models;
 	// tokenizer.ggml.add_space_prefix, default true).
 	AddSpacePrefix bool
+
+	// EOG lists end-of-generation tokens besides EOS (end of turn, end of
+	// message); tokens with well-known end texts are added automatically.
+	EOG []int32
 }
 
 // EncodeOptions controls Encode.
@@ -132,6 +136,7 @@ type Tokenizer struct {
 	addBOS, addEOS bool
 
 	special []int32  // control/user/unknown tokens, longest first
+	eog     map[int32]bool
 	pieces  []string // TokenText cache
 
 	hf *hfPipeline // set for tokenizers loaded from tokenizer.json
@@ -155,6 +160,10 @@ func New(v Vocab) (*Tokenizer, error) {
 		addBOS:         v.AddBOS,
 		addEOS:         v.AddEOS,
 		addSpacePrefix: v.AddSpacePrefix,
+		eog:            map[int32]bool{},
+	}
+	for _, id := range v.EOG {
+		t.eog[id] = true
 	}
 	switch v.Model {
 	case ModelLlama:
@@ -263,6 +272,13 @@ var eogTexts = map[string]bool{
 	"<REPO>": true, "<reponame>": true, "<|file_sep|>": true,
 }
 
+// eogEndTexts are the texts llama.cpp treats as end of generation.
+var eogEndTexts = map[string]bool{
+	"<|eot_id|>": true, "<|im_end|>": true, "<|end|>": true, "<|return|>": true, "<|call|>": true,
+	"<end_of_turn>": true, "<|endoftext|>": true, "<|eom_id|>": true, "<EOT>": true, "_<EOT>": true,
+	"<|end_of_text|>": true, "<end_of_utterance>": true, "<｜end▁of▁sentence｜>": true,
+}
+
 // finish validates the special ids and builds the caches.
 func (t *Tokenizer) finish() error {
 	n := int32(len(t.tokens))
@@ -280,6 +296,22 @@ func (t *Tokenizer) finish() error {
 	for i, s := range t.tokens {
 		if eogTexts[s] && t.attrs[i]&attrControl == 0 && t.hf == nil {
 			t.attrs[i] |= attrControl
+		}
+	}
+	if t.eog == nil {
+		t.eog = map[int32]bool{}
+	}
+	for i, s := range t.tokens {
+		if eogEndTexts[s] {
+			t.eog[int32(i)] = true
+		}
+	}
+	if t.eos != NoToken {
+		t.eog[t.eos] = true
+	}
+	for id := range t.eog {
+		if id < 0 || id >= n {
+			delete(t.eog, id)
 		}
 	}
 	t.special = t.special[:0]
@@ -382,6 +414,10 @@ func (t *Tokenizer) ID(text string) (int32, bool) {
 	return id, ok
 }
 
+// IsEOG reports whether generation should stop at id: EOS, end-of-turn
+// and similar tokens.
+func (t *Tokenizer) IsEOG(id int32) bool { return t.eog[id] }
+
 // IsControl reports whether id is a control token (BOS, EOS, chat markers).
 func (t *Tokenizer) IsControl(id int32) bool {
 	return id >= 0 && int(id) < len(t.attrs) && t.attrs[id]&attrControl != 0
@@ -427,11 +463,29 @@ func (t *Tokenizer) Encode(text string, opts EncodeOptions) []int32 {
 			if t.escapeSpaces {
 				s = strings.ReplaceAll(s, " ", "▁")
 			}
-			for _, w := range splitWords(s, t.splitters) {
-				if t.byteLevel {
-					w = string(byteEncode(make([]byte, 0, len(w)*2), w))
+			words := splitWords(s, t.splitters)
+			// Long texts repeat their words: remember each word's ids
+			// for this call (the result depends on the word alone).
+			var cache map[string][]int32
+			if len(words) > 64 {
+				cache = make(map[string][]int32)
+			}
+			var buf []byte
+			for _, w := range words {
+				if ids, ok := cache[w]; ok {
+					out = append(out, ids...)
+					continue
 				}
+				key := w
+				if t.byteLevel {
+					buf = byteEncode(buf[:0], w)
+					w = string(buf)
+				}
+				n := len(out)
 				out = t.bpe(w, out)
+				if cache != nil && len(cache) < 1<<16 {
+					cache[key] = out[n:len(out):len(out)]
+				}
 			}
 		}
 		prevSpecial = false

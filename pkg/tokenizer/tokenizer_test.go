@@ -16,6 +16,13 @@ func TestStories260K(t *testing.T) {
 	if tok.BOS() != 1 || tok.EOS() != 2 || !tok.AddBOS() || tok.AddEOS() {
 		t.Fatalf("bos %d eos %d addBOS %v addEOS %v", tok.BOS(), tok.EOS(), tok.AddBOS(), tok.AddEOS())
 	}
+	if !tok.IsEOG(2) || tok.IsEOG(1) || tok.IsEOG(403) {
+		t.Fatal("IsEOG: want EOS (2) only")
+	}
+	gpt2 := loadGGUF(t, filepath.Join("tokenizers", "llama.cpp", "ggml-vocab-gpt-2.gguf"))
+	if !gpt2.IsEOG(50256) || !gpt2.IsControl(50256) || gpt2.IsEOG(11) {
+		t.Fatal("gpt-2: <|endoftext|> (50256) should be a control, end-of-generation token")
+	}
 	const text = "Once upon a time"
 	ids := tok.Encode(text, EncodeOptions{AddBOS: tok.AddBOS()})
 	// The ids of the greedy continuation recorded in shared/data/SOURCES.md.
