@@ -135,7 +135,7 @@ type Tokenizer struct {
 	pad            int32
 	addBOS, addEOS bool
 
-	special []int32  // control/user/unknown tokens, longest first
+	special []int32 // control/user/unknown tokens, longest first
 	eog     map[int32]bool
 	pieces  []string // TokenText cache
 
