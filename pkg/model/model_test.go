@@ -335,3 +335,40 @@ func argmax(v []float32) int32 {
 	}
 	return int32(best)
 }
+
+// TestDequantizedAtLoad: Q4_1 and Q6_K weights (which the backends do not
+// read) become f32 with Quantize none, or the asked type, and compute what
+// their ggml dequantization says.
+func TestDequantizedAtLoad(t *testing.T) {
+	for _, typ := range []gguf.GGMLType{gguf.Q4_1, gguf.Q6_K} {
+		for _, q := range []string{"none", "q8_0"} {
+			t.Run(typ.String()+"/"+q, func(t *testing.T) {
+				path := synthModel(t, synthOptions{dim: 256, layers: 1, heads: 4, kv: 2, ffn: 256, vocab: 9, typ: typ, seed: 6})
+				m := load(t, path, LoadOptions{Quantize: q})
+				want, _, _ := ParseQuantize(q)
+				n := 0
+				for _, tr := range m.Tensors {
+					if tr.FileType == typ.String() {
+						n++
+						if tr.Stored != want || tr.Kept {
+							t.Fatalf("%s stored as %s (kept %v), want %s", tr.Name, tr.Stored, tr.Kept, want)
+						}
+					}
+				}
+				if n != 7 {
+					t.Fatalf("%d tensors of type %s, want 7", n, typ)
+				}
+				r := newRef64(t, path)
+				if q != "none" {
+					for mod := Module(0); mod < NumModules; mod++ {
+						for i, row := range r.layers[0].w[mod] {
+							r.layers[0].w[mod][i] = roundTrip(t, want, row)
+						}
+					}
+				}
+				ids := []int32{1, 2, 3, 4, 8}
+				closeRows(t, typ.String(), logitsOf(t, m, [][]int32{ids}), r.forward(ids, 0, 0), 1e-4)
+			})
+		}
+	}
+}

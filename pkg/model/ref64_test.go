@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/lora-dev/lora/pkg/backend"
 	"github.com/lora-dev/lora/pkg/gguf"
+	"github.com/lora-dev/lora/pkg/quant"
 )
 
 // ref64 is an independent float64 LLaMA forward pass written with plain loops
@@ -303,6 +305,10 @@ func synthModel(t *testing.T, o synthOptions) string {
 		for i := range v {
 			v[i] = float32(offset + scale*(2*rng.Float64()-1))
 		}
+		if typ == gguf.Q4_1 || typ == gguf.Q6_K {
+			ts = append(ts, rawBlocks(t, name, shape, typ, rng))
+			return
+		}
 		wt, err := gguf.NewTensor(name, shape, v, typ)
 		if err != nil {
 			t.Fatal(err)
@@ -356,4 +362,38 @@ func sharedData(t testing.TB, rel string) string {
 		t.Skipf("test asset %s absent (%v): fetch ../shared/data to run this test", p, err)
 	}
 	return p
+}
+
+// rawBlocks builds a tensor of random Q4_1 or Q6_K blocks with moderate
+// scales (types pkg/gguf reads but does not write).
+func rawBlocks(t *testing.T, name string, shape []int, typ gguf.GGMLType, rng *rand.Rand) gguf.WriteTensor {
+	t.Helper()
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	blocks := n / typ.BlockSize()
+	data := make([]byte, blocks*typ.BlockBytes())
+	for i := range data {
+		data[i] = byte(rng.IntN(256))
+	}
+	f16 := func(b []byte, v float32) { binary.LittleEndian.PutUint16(b, quant.F32ToF16(v)) }
+	for b := 0; b < blocks; b++ {
+		blk := data[b*typ.BlockBytes() : (b+1)*typ.BlockBytes()]
+		switch typ {
+		case gguf.Q4_1: // d, m, 16 bytes of nibbles: value = d*q + m
+			f16(blk[0:], float32(0.01+0.02*rng.Float64()))
+			f16(blk[2:], float32(-0.15+0.05*rng.Float64()))
+		case gguf.Q6_K: // ql[128], qh[64], scales[16] int8, d
+			for j := 192; j < 208; j++ {
+				blk[j] = byte(int8(rng.IntN(41) - 20))
+			}
+			f16(blk[208:], float32(0.0005+0.0005*rng.Float64()))
+		}
+	}
+	wt := gguf.WriteTensor{Name: name, Type: typ, Data: data, Dims: make([]uint64, len(shape))}
+	for i, d := range shape {
+		wt.Dims[len(shape)-1-i] = uint64(d)
+	}
+	return wt
 }
