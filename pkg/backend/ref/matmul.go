@@ -37,8 +37,16 @@ func dot(a, b []float32) float64 {
 // axpy adds s*x to acc in float64.
 func axpy(acc []float64, s float64, x []float32) {
 	x = x[:len(acc)]
-	for i, v := range x {
-		acc[i] += s * float64(v)
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		a, v := acc[i:i+4:i+4], x[i:i+4:i+4]
+		a[0] += s * float64(v[0])
+		a[1] += s * float64(v[1])
+		a[2] += s * float64(v[2])
+		a[3] += s * float64(v[3])
+	}
+	for ; i < len(x); i++ {
+		acc[i] += s * float64(x[i])
 	}
 }
 
