@@ -217,7 +217,7 @@ func splitWords(text string, splitters []splitter) []string {
 func lookupPre(name string) (preConfig, error) {
 	c, ok := preConfigs[name]
 	if !ok {
-		return preConfig{}, fmt.Errorf("unknown pre-tokenizer %q (tokenizer.ggml.pre); known: %v", name, PreTokenizers())
+		return preConfig{}, fmt.Errorf("pre-tokenizer %q (tokenizer.ggml.pre) is not one lora knows (it knows the %d names llama.cpp used when this was written, kimi-k2 aside); load the model's tokenizer.json instead, or re-convert the model with a llama.cpp release that names a known pre-tokenizer", name, len(preConfigs)-1)
 	}
 	return c, nil
 }
