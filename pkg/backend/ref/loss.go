@@ -50,6 +50,7 @@ func (b *Backend) CrossEntropy(lossT, dlogitsT, logitsT, labelsT, scaleT backend
 	}
 	s := float64(scale.f[0])
 	parallel(n, 3*int64(logits.n), func() func(int) {
+		e := make([]float64, vocab)
 		return func(i int) {
 			row := logits.f[i*vocab : (i+1)*vocab]
 			label := labels.i[i]
@@ -65,20 +66,18 @@ func (b *Backend) CrossEntropy(lossT, dlogitsT, logitsT, labelsT, scaleT backend
 				m = max(m, float64(v))
 			}
 			var sum float64
-			for _, v := range row {
-				sum += math.Exp(float64(v) - m)
+			for c, v := range row {
+				e[c] = math.Exp(float64(v) - m)
+				sum += e[c]
 			}
-			lse := m + math.Log(sum)
-			loss.f[i] = float32(lse - float64(row[label]))
+			loss.f[i] = float32(m + math.Log(sum) - float64(row[label]))
 			if dl != nil {
 				d := dl.f[i*vocab : (i+1)*vocab]
-				for c, v := range row {
-					p := math.Exp(float64(v) - lse)
-					if c == int(label) {
-						p--
-					}
-					d[c] = float32(p * s)
+				inv := s / sum
+				for c := range d {
+					d[c] = float32(e[c] * inv)
 				}
+				d[label] = float32((e[label]/sum - 1) * s)
 			}
 		}
 	})
