@@ -402,20 +402,28 @@ func (f *File) TensorData(t *TensorInfo) ([]byte, error) {
 	}
 	off := uint64(f.DataOffset) + t.Offset
 	if t.Offset > math.MaxInt64 || off < t.Offset || off+n < off || off+n > uint64(f.Size) {
-		return nil, fmt.Errorf("tensor %q runs past end of file (needs %d bytes at offset %d, file has %d)", t.Name, n, off, f.Size)
+		return nil, fmt.Errorf("%stensor %q runs past end of file (needs %d bytes at offset %d, file has %d)", f.prefix(), t.Name, n, off, f.Size)
 	}
 	buf := make([]byte, n)
 	if _, err := f.r.ReadAt(buf, int64(off)); err != nil {
-		return nil, fmt.Errorf("reading tensor %q: %w", t.Name, err)
+		return nil, fmt.Errorf("%sreading tensor %q: %w", f.prefix(), t.Name, err)
 	}
 	return buf, nil
+}
+
+// prefix is "path: " for files opened by path, for error messages.
+func (f *File) prefix() string {
+	if f.name == "" {
+		return ""
+	}
+	return f.name + ": "
 }
 
 // TensorFloat32 reads t and converts it to float32 (dequantizing block types).
 func (f *File) TensorFloat32(t *TensorInfo) ([]float32, error) {
 	dq, ok := dequantizers[t.Type]
 	if !ok {
-		return nil, fmt.Errorf("tensor %q: converting %s to float32 is not supported", t.Name, t.Type)
+		return nil, fmt.Errorf("%stensor %q: converting %s to float32 is not supported", f.prefix(), t.Name, t.Type)
 	}
 	raw, err := f.TensorData(t)
 	if err != nil {
@@ -423,7 +431,7 @@ func (f *File) TensorFloat32(t *TensorInfo) ([]float32, error) {
 	}
 	out := make([]float32, t.NumElements())
 	if err := dq(out, raw); err != nil {
-		return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
+		return nil, fmt.Errorf("%stensor %q: %w", f.prefix(), t.Name, err)
 	}
 	return out, nil
 }
