@@ -250,3 +250,21 @@ func TestNoDriver(t *testing.T) {
 		t.Errorf("child output %q lacks the no-driver message", out)
 	}
 }
+
+// TestGEMMTiles holds every tile configuration of gemm.comp to the reference
+// (the default run uses only the one chosen for this device).
+func TestGEMMTiles(t *testing.T) {
+	var skip []string
+	for name := range backendtest.DefaultTol {
+		if name != "MatMul" && name != "MatMulDX" && name != "MatMulDW" {
+			skip = append(skip, name)
+		}
+	}
+	for _, g := range []gemmConfig{smallTiles, largeTiles, {BM: 64, BN: 64, BK: 8, TM: 8, TN: 8}} {
+		t.Run(fmt.Sprintf("%dx%dx%d_%dx%d", g.BM, g.BN, g.BK, g.TM, g.TN), func(t *testing.T) {
+			b := open(t, Options{})
+			b.gemmCfg = g
+			backendtest.Run(t, b, backendtest.Options{Short: true, Skip: skip})
+		})
+	}
+}
