@@ -271,3 +271,28 @@ func firstDiff(want, got string) string {
 	}
 	return ""
 }
+
+func FuzzParseFormat(f *testing.F) {
+	f.Add([]byte(`{"instruction,output": "U: %instruction%\nA: %output%"}`))
+	f.Add([]byte("\ufeff{\"a, b\": \"%a%%b%\", \"b,a\": 1}"))
+	f.Add([]byte(`{"a": "x"`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fm, err := dataset.ParseFormat("f.json", data)
+		if err != nil {
+			return
+		}
+		for _, tp := range fm.Templates {
+			fields := map[string]string{}
+			for _, k := range tp.Fields {
+				fields[k] = "%" + k + "%v"
+			}
+			r := tp.Render(fields, tp.Fields[0])
+			if fm.Match(dataset.Record{Fields: fields}) != tp {
+				t.Fatalf("template %q does not match its own field set", tp.Key)
+			}
+			if r.ResponseAt > len(r.Text) {
+				t.Fatalf("response offset %d past the text", r.ResponseAt)
+			}
+		}
+	})
+}

@@ -37,10 +37,10 @@ func (r Record) Set() []string {
 	return s
 }
 
-// Limits on hostile input.
-const (
-	maxFieldsPerRecord = 1 << 12
-	maxRecordBytes     = 64 << 20
+// Limits on hostile input (variables for tests).
+var (
+	maxFieldsPerRecord       = 1 << 12
+	maxRecordBytes     int64 = 64 << 20
 )
 
 // Read streams the records of a JSON file holding an array of objects, or of
@@ -59,7 +59,8 @@ func Read(path string, fn func(Record) error) error {
 		br.Discard(3)
 		skip = 3
 	}
-	r := &reader{path: path, skip: skip, dec: json.NewDecoder(br)}
+	lim := &limitReader{r: br}
+	r := &reader{path: path, skip: skip, dec: json.NewDecoder(lim), lim: lim}
 	first, err := firstByte(br)
 	if err != nil {
 		return r.errAt(0, "empty-dataset", "the dataset is empty", "put a JSON array of objects, or one JSON object per line, in the file")
@@ -98,10 +99,32 @@ func firstByte(br *bufio.Reader) (byte, error) {
 	}
 }
 
+// limitReader fails once more than maxRecordBytes (plus the decoder's
+// read-ahead) are read without a record being completed, so one huge value
+// cannot exhaust memory.
+type limitReader struct {
+	r    io.Reader
+	n    int64
+	over bool
+}
+
+var errRecordTooLarge = fmt.Errorf("a record is larger than %d MiB", maxRecordBytes>>20)
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n > maxRecordBytes+1<<20 {
+		l.over = true
+		return 0, errRecordTooLarge
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	return n, err
+}
+
 type reader struct {
 	path string
 	skip int64 // bytes skipped before the decoder's stream (BOM)
 	dec  *json.Decoder
+	lim  *limitReader
 	n    int
 }
 
@@ -161,7 +184,7 @@ func (r *reader) one(fn func(Record) error) error {
 	if start < before {
 		start = before
 	}
-	if len(raw) > maxRecordBytes {
+	if int64(len(raw)) > maxRecordBytes {
 		return r.errAt(start, "record-too-large", fmt.Sprintf("record %d is %d bytes, more than the %d allowed", r.n, len(raw), maxRecordBytes), "split the record")
 	}
 	rec, err := r.record(raw, start)
@@ -169,6 +192,7 @@ func (r *reader) one(fn func(Record) error) error {
 		return err
 	}
 	r.n++
+	r.lim.n = 0
 	return fn(rec)
 }
 
@@ -288,6 +312,9 @@ func (r *reader) syntaxAt(off int64, msg string) error {
 }
 
 func (r *reader) otherErr(err error) error {
+	if errors.Is(err, errRecordTooLarge) {
+		return r.errAt(r.dec.InputOffset(), "record-too-large", fmt.Sprintf("record %d is larger than %d MiB", r.n, maxRecordBytes>>20), "split the record, or check that the file is a dataset")
+	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return r.errAt(-1, "json-syntax", "invalid JSON: the file ends in the middle of a value", "the file looks cut short: complete it or download it again")
 	}
