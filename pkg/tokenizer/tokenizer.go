@@ -457,11 +457,11 @@ func (t *Tokenizer) Encode(text string, opts EncodeOptions) []int32 {
 			if t.addSpacePrefix && prevSpecial {
 				s = " " + s
 			}
-			out = t.spm(strings.ReplaceAll(s, " ", "▁"), out)
+			out = t.spm(escapeSpaces(s), out)
 		default:
 			s := f.text
 			if t.escapeSpaces {
-				s = strings.ReplaceAll(s, " ", "▁")
+				s = escapeSpaces(s)
 			}
 			words := splitWords(s, t.splitters)
 			// Long texts repeat their words: remember each word's ids
@@ -495,6 +495,9 @@ func (t *Tokenizer) Encode(text string, opts EncodeOptions) []int32 {
 	}
 	return out
 }
+
+// escapeSpaces is llama_escape_whitespace: spaces become U+2581.
+func escapeSpaces(s string) string { return strings.ReplaceAll(s, " ", "▁") }
 
 type fragment struct {
 	text string
