@@ -42,6 +42,9 @@ func Report(w io.Writer, st Stats) {
 	if st.ShortSkipped > 0 {
 		fmt.Fprintf(w, ", %d short blocks skipped", st.ShortSkipped)
 	}
+	if st.NoTrained > 0 {
+		fmt.Fprintf(w, ", %d with no trained token", st.NoTrained)
+	}
 	fmt.Fprintln(w)
 	for _, d := range Warnings(st, "") {
 		fmt.Fprintln(w, d.Error())
