@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages lora needs to build, test and run on the CPU
 # through Mesa's lavapipe: a C compiler for cgo, the Vulkan loader, Mesa's
-# Vulkan drivers, glslc (to check committed SPIR-V) and git.
+# Vulkan drivers, glslc (to check committed SPIR-V), git, and python3-numpy
+# (the independent reference that checks our PEFT and GGUF adapters).
 # Idempotent: does nothing when everything is present.
 set -eu
-pkgs="gcc libc6-dev libvulkan1 mesa-vulkan-drivers glslc git ca-certificates"
+pkgs="gcc libc6-dev libvulkan1 mesa-vulkan-drivers glslc git ca-certificates python3 python3-numpy"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
