@@ -637,3 +637,66 @@ func TestRecord(t *testing.T) {
 		t.Error("no host memory reported on linux")
 	}
 }
+
+// TestMatMulKernelsAgree checks that every MatMul output equals the plain
+// ascending-order float64 sum, whichever blocked kernel produced it (row and
+// column remainders of the 2×4 blocking, tile edges).
+func TestMatMulKernelsAgree(t *testing.T) {
+	r := newRand(14)
+	b := New()
+	for _, s := range []struct{ n, in, out int }{{1, 5, 9}, {3, 7, 5}, {5, 33, 19}, {67, 9, 35}} {
+		xs, ws := randVec(r, s.n*s.in, 1), randVec(r, s.out*s.in, 1)
+		out := zeros(t, b, s.n, s.out)
+		must(t, b.MatMul(out, upF32(t, b, xs, s.n, s.in), upF32(t, b, ws, s.out, s.in), false))
+		got := readF32(t, b, out)
+		for i := range s.n {
+			for o := range s.out {
+				var sum float64
+				for k := range s.in {
+					sum += float64(xs[i*s.in+k]) * float64(ws[o*s.in+k])
+				}
+				if got[i*s.out+o] != float32(sum) {
+					t.Fatalf("n%d in%d out%d: out[%d,%d] = %v, want %v", s.n, s.in, s.out, i, o, got[i*s.out+o], float32(sum))
+				}
+			}
+		}
+	}
+}
+
+// TestGradKernelsAgree checks that MatMulDX sums over W's rows and MatMulDW over
+// the batch rows in plain ascending order in float64, bit for bit, whatever
+// blocked kernel (4 weight rows × 2 dy rows, remainders) produced an element.
+func TestGradKernelsAgree(t *testing.T) {
+	r := newRand(15)
+	b := New()
+	for _, s := range []struct{ n, in, out int }{{1, 5, 3}, {3, 7, 5}, {5, 33, 9}, {37, 300, 11}} {
+		xs, dys, ws := randVec(r, s.n*s.in, 1), randVec(r, s.n*s.out, 1), randVec(r, s.out*s.in, 1)
+		x, dy, w := upF32(t, b, xs, s.n, s.in), upF32(t, b, dys, s.n, s.out), upF32(t, b, ws, s.out, s.in)
+		dx, dw := zeros(t, b, s.n, s.in), zeros(t, b, s.out, s.in)
+		must(t, b.MatMulDX(dx, dy, w, false))
+		must(t, b.MatMulDW(dw, dy, x, false))
+		gotDX, gotDW := readF32(t, b, dx), readF32(t, b, dw)
+		for i := range s.n {
+			for k := range s.in {
+				var sum float64
+				for o := range s.out {
+					sum += float64(dys[i*s.out+o]) * float64(ws[o*s.in+k])
+				}
+				if gotDX[i*s.in+k] != float32(sum) {
+					t.Fatalf("n%d in%d out%d: dx[%d,%d] = %v, want %v", s.n, s.in, s.out, i, k, gotDX[i*s.in+k], float32(sum))
+				}
+			}
+		}
+		for o := range s.out {
+			for k := range s.in {
+				var sum float64
+				for i := range s.n {
+					sum += float64(dys[i*s.out+o]) * float64(xs[i*s.in+k])
+				}
+				if gotDW[o*s.in+k] != float32(sum) {
+					t.Fatalf("n%d in%d out%d: dw[%d,%d] = %v, want %v", s.n, s.in, s.out, o, k, gotDW[o*s.in+k], float32(sum))
+				}
+			}
+		}
+	}
+}
