@@ -587,12 +587,17 @@ func (p *reParser) property(name string) (func(rune) bool, error) {
 type matcher struct {
 	in   []rune
 	mode reMode
-	// steps bounds the work per search so that a hostile pattern or input
-	// cannot hang the tokenizer; on overflow the search reports no match.
-	steps int
+	// steps counts work against budget, so that a hostile pattern (say
+	// (.*)*x) cannot hang the tokenizer: once the budget is spent every
+	// search fails and the rest of the text stays one piece.
+	steps, budget int
 }
 
-const maxSteps = 1 << 22
+// stepBudget is the work allowed for all searches over one piece of text:
+// generous for real pre-tokenizer patterns (a few steps per code point,
+// quadratic only within whitespace runs), small enough to stop runaway
+// backtracking within milliseconds.
+func stepBudget(n int) int { return 1<<20 + 256*n }
 
 func (m *matcher) word(i int) bool {
 	if i < 0 || i >= len(m.in) {
@@ -607,7 +612,7 @@ func (m *matcher) word(i int) bool {
 
 func (m *matcher) match(n *reNode, i int, k func(int) bool) bool {
 	m.steps++
-	if m.steps > maxSteps {
+	if m.steps > m.budget {
 		return false
 	}
 	switch n.kind {
@@ -669,7 +674,7 @@ func (m *matcher) rep(n *reNode, i int, k func(int) bool) bool {
 		}
 		if n.lazy {
 			for c := n.min; c <= cnt; c++ {
-				if m.steps++; m.steps > maxSteps {
+				if m.steps++; m.steps > m.budget {
 					return false
 				}
 				if k(i + c) {
@@ -679,7 +684,7 @@ func (m *matcher) rep(n *reNode, i int, k func(int) bool) bool {
 			return false
 		}
 		for c := cnt; c >= n.min; c-- {
-			if m.steps++; m.steps > maxSteps {
+			if m.steps++; m.steps > m.budget {
 				return false
 			}
 			if k(i + c) {
@@ -713,8 +718,7 @@ func (m *matcher) rep(n *reNode, i int, k func(int) bool) bool {
 // std::regex_iterator does).
 func (r *regex) find(m *matcher, from int, nonEmptyAt bool) (int, int, bool) {
 	end := -1
-	for s := from; s <= len(m.in); s++ {
-		m.steps = 0
+	for s := from; s <= len(m.in) && m.steps <= m.budget; s++ {
 		ok := r.root != nil && m.match(r.root, s, func(e int) bool {
 			if nonEmptyAt && s == from && e == s {
 				return false
@@ -734,7 +738,7 @@ func (r *regex) find(m *matcher, from int, nonEmptyAt bool) (int, int, bool) {
 
 // matches lists the [start, end) spans of successive matches in in.
 func (r *regex) matches(in []rune) [][2]int {
-	m := &matcher{in: in, mode: r.mode}
+	m := &matcher{in: in, mode: r.mode, budget: stepBudget(len(in))}
 	var out [][2]int
 	pos, afterEmpty := 0, false
 	for pos <= len(in) {

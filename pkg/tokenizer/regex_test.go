@@ -216,3 +216,33 @@ func TestPreTokenizerTable(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRegex feeds arbitrary patterns and inputs to the engine: compiling
+// may fail, but nothing may panic or hang, and splits must cover the input.
+func FuzzRegex(f *testing.F) {
+	for _, p := range []string{reGPT2, reLlama3, reTekken, reJais2, reBloom, `(?=(\d{3})+(?!\d))`, `a{2,}?b|[^\p{L}]+`, `(a*)*b`, `((a|)+)+$`} {
+		f.Add(p, "Hello  world 12345 'll ..")
+	}
+	f.Fuzz(func(t *testing.T, pat, in string) {
+		if len(pat) > 200 || len(in) > 200 {
+			return
+		}
+		for _, mode := range []reMode{modeLlama, modeUnicode} {
+			re, err := compileRegex(pat, mode)
+			if err != nil {
+				continue
+			}
+			cpts := []rune(in)
+			total := 0
+			for _, n := range re.split(cpts, []int{len(cpts)}) {
+				if n <= 0 {
+					t.Fatalf("%q on %q: piece of length %d", pat, in, n)
+				}
+				total += n
+			}
+			if total != len(cpts) {
+				t.Fatalf("%q on %q: pieces cover %d of %d code points", pat, in, total, len(cpts))
+			}
+		}
+	})
+}
