@@ -113,6 +113,12 @@ func (b *Backend) Copy(dstT backend.Tensor, dstOff int, srcT backend.Tensor, src
 	if n == 0 {
 		return nil
 	}
+	if dst != src && dst.bytes <= b.maxBind && src.bytes <= b.maxBind {
+		// whole tensors with offsets in push constants: the descriptor set is
+		// the same for every offset (a KV-cache append reuses one set).
+		return b.elementwise(op, "copy", n, []binding{out("dst", dst.view()), in("src", src.view())},
+			func(m, _ int) []uint32 { return eltPush(m, uint32(dstOff), uint32(srcOff), 0, 0, false) })
+	}
 	piece := int((b.maxBind - b.align) / 4)
 	if dst == src && dstOff < srcOff+n && srcOff < dstOff+n {
 		// overlapping ranges of one tensor: go through scratch.
