@@ -109,6 +109,13 @@ stages:
 		t.Errorf("chunks: exit %d\n%q", code, out)
 	}
 
+	// Without skip_unmatched the stage fails at the record, named in the
+	// file the recipe wrote (not the stage's copy of it).
+	code, _, errs = run("--stage", "prompts", "--set", "stages.prompts.format.skip_unmatched=false")
+	if code != ExitFailed || !strings.Contains(errs, "./data.jsonl:3:1: error: record 2 has fields {instruction}") {
+		t.Errorf("unmatched: exit %d\n%s", code, errs)
+	}
+
 	for _, args := range [][]string{
 		{"--stage", "data"},
 		{"--stage", "nope"},

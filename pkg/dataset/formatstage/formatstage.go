@@ -3,9 +3,11 @@ package formatstage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/lora-dev/lora/pkg/dataset"
+	"github.com/lora-dev/lora/pkg/diag"
 	"github.com/lora-dev/lora/pkg/examples"
 	"github.com/lora-dev/lora/pkg/pipeline"
 	"github.com/lora-dev/lora/pkg/recipe"
@@ -39,7 +41,7 @@ func (formatKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	}
 	st, err := dataset.Build(ctx, in, f, tok, Options(s), rc.Out)
 	if err != nil {
-		return err
+		return renameFile(err, in, sourceOf(rc, s.Input))
 	}
 	rc.SetMain(examples.TrainFile)
 	rc.Summarize(examples.Summary(st))
@@ -80,4 +82,25 @@ func Tokenizer(model string) (examples.Tokenizer, error) {
 		return nil, err
 	}
 	return examples.FromTokenizer(t), nil
+}
+
+// sourceOf returns what the input stage fetched (a URL or a local path), or "".
+func sourceOf(rc *pipeline.RunContext, input string) string {
+	o, err := rc.InputOutput(input)
+	if err != nil || o.Source == nil {
+		return ""
+	}
+	return o.Source.Source
+}
+
+// renameFile makes a diagnostic about the stage's copy of the dataset name
+// the source the user wrote instead (same bytes: the fetch checked them), so
+// that file:line:col points somewhere the user can open.
+func renameFile(err error, copyPath, source string) error {
+	var d diag.Diagnostic
+	if source == "" || !errors.As(err, &d) || d.Range.File != copyPath {
+		return err
+	}
+	d.Range.File = source
+	return d
 }
