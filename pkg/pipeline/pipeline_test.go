@@ -675,3 +675,16 @@ func TestRerun(t *testing.T) {
 		t.Fatalf("tampered lock: %v", err)
 	}
 }
+
+func TestLatestCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	if got := latestCheckpoint(dir); got != "" {
+		t.Fatalf("empty dir: %q", got)
+	}
+	for _, n := range []string{"checkpoint-20", "checkpoint-100", "checkpoint-40", ".tmp-checkpoint-120-1-2", "notes"} {
+		os.Mkdir(filepath.Join(dir, n), 0o755)
+	}
+	if got := filepath.Base(latestCheckpoint(dir)); got != "checkpoint-100" {
+		t.Fatalf("latest = %s, want checkpoint-100", got)
+	}
+}

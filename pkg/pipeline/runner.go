@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -939,20 +940,40 @@ func (x *runner) replayMetrics(name, dir string) {
 	}
 }
 
-// latestCheckpoint returns the last (by name) published checkpoint directory in dir.
+// latestCheckpoint returns the newest published checkpoint directory in dir:
+// the one whose name ends in the largest number (checkpoint-100 after
+// checkpoint-20), names without a number ordered by name before them.
 func latestCheckpoint(dir string) string {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return ""
 	}
-	last := ""
+	best, bestN := "", int64(-1)
 	for _, e := range ents {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), atomicfile.TempPrefix) && e.Name() > last {
-			last = e.Name()
+		name := e.Name()
+		if !e.IsDir() || strings.HasPrefix(name, atomicfile.TempPrefix) {
+			continue
+		}
+		n := trailingNumber(name)
+		if n > bestN || n == bestN && name > best {
+			best, bestN = name, n
 		}
 	}
-	if last == "" {
+	if best == "" {
 		return ""
 	}
-	return filepath.Join(dir, last)
+	return filepath.Join(dir, best)
+}
+
+// trailingNumber returns the decimal number a name ends with, or -1.
+func trailingNumber(name string) int64 {
+	i := len(name)
+	for i > 0 && name[i-1] >= '0' && name[i-1] <= '9' {
+		i--
+	}
+	if i == len(name) || len(name)-i > 18 {
+		return -1
+	}
+	n, _ := strconv.ParseInt(name[i:], 10, 64)
+	return n
 }
