@@ -10,7 +10,7 @@
 // Accumulation: dot products, norms, softmax sums and every other reduction
 // accumulate in float64 in a fixed order and are rounded to float32 once, when
 // stored. Because the product of two float32 values is exact in float64, the
-// matmul and attention sums do not depend on whether the compiler fuses
+// matmul sums (MatMul, MatMulDX, MatMulDW) do not depend on whether the compiler fuses
 // multiply-adds either (other ops may differ in the last bit between
 // architectures that fuse, such as arm64, and amd64; never between runs).
 // Elementwise transcendentals (exp, sigmoid, cos/sin, sqrt) are evaluated in
