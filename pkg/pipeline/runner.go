@@ -691,6 +691,8 @@ func (x *runner) stage(ctx context.Context, s *recipe.Stage, tag string) (err er
 	}
 	key := m.Key()
 	mb, _ := json.Marshal(m)
+	// Checkpoints of an interrupted attempt are only valid for the same key.
+	resumable := x.opt.Resume != "" && sl.Key == key && (sl.Status == lock.StageRunning || sl.Status == lock.StageFailed)
 	sl.Key, sl.Material = key, mb
 	x.mats[s.Name] = m
 	x.keys[s.Name] = key
@@ -740,7 +742,7 @@ func (x *runner) stage(ctx context.Context, s *recipe.Stage, tag string) (err er
 		return err
 	}
 	defer os.RemoveAll(tmp) // gone after publication; removes a failed stage's partial output
-	rc, closeLog, err := x.runContext(s, tmp, inputs, modelPath, modelSum)
+	rc, closeLog, err := x.runContext(s, tmp, inputs, modelPath, modelSum, resumable)
 	if err != nil {
 		return err
 	}
@@ -867,14 +869,14 @@ func sameFiles(a, b string) (bool, string) {
 	return true, ""
 }
 
-func (x *runner) runContext(s *recipe.Stage, out string, inputs map[string]string, modelPath, modelSum string) (*RunContext, func(), error) {
+func (x *runner) runContext(s *recipe.Stage, out string, inputs map[string]string, modelPath, modelSum string, resumable bool) (*RunContext, func(), error) {
 	spec, _, _, err := x.device(s)
 	if err != nil {
 		return nil, nil, err
 	}
 	ckpt := filepath.Join(x.runDir, CheckpointsDir, s.Name)
 	resume := ""
-	if x.opt.Resume != "" {
+	if resumable {
 		resume = latestCheckpoint(ckpt)
 	}
 	logf, err := os.OpenFile(filepath.Join(x.runDir, LogsDir, s.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
