@@ -49,6 +49,54 @@ func Encode(tok Tokenizer, text string) Tokens {
 }
 
 func align(text string, ids []int32, piece func(int32) string) []int {
+	// The usual case: the pieces laid end to end are the text, or the text
+	// after the tokenizer's dummy-prefix space.
+	if ends, ok := exact(text, ids, piece); ok {
+		return ends
+	}
+	return resync(text, ids, piece)
+}
+
+// exact maps tokens to bytes when the pieces concatenate to text, or to
+// " "+text with the space in the first piece (a SentencePiece dummy prefix).
+func exact(text string, ids []int32, piece func(int32) string) ([]int, bool) {
+	if len(ids) == 0 {
+		return nil, true
+	}
+	total := 0
+	for _, id := range ids {
+		total += len(piece(id))
+	}
+	shift := 0
+	switch {
+	case total == len(text):
+	case total == len(text)+1 && strings.HasPrefix(piece(ids[0]), " "):
+		shift = 1
+	default:
+		return nil, false
+	}
+	ends := make([]int, len(ids))
+	pos := -shift
+	for k, id := range ids {
+		p := piece(id)
+		if k == 0 && shift == 1 {
+			p = p[1:]
+			pos = 0
+		}
+		if !strings.HasPrefix(text[pos:], p) {
+			return nil, false
+		}
+		pos += len(p)
+		ends[k] = pos
+	}
+	return ends, pos == len(text)
+}
+
+// resync aligns pieces that do not lay out the text exactly: each piece
+// found at its place advances; a piece not found (an unknown token, a
+// normalized character) makes the tokens up to the next piece found further
+// on share the gap.
+func resync(text string, ids []int32, piece func(int32) string) []int {
 	ends := make([]int, len(ids))
 	pos := 0
 	for k := 0; k < len(ids); k++ {
