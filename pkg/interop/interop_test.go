@@ -1,0 +1,387 @@
+package interop
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lora-dev/lora/pkg/adapter"
+	"github.com/lora-dev/lora/pkg/backend/ref"
+	"github.com/lora-dev/lora/pkg/model"
+	"github.com/lora-dev/lora/pkg/train"
+)
+
+// python is the interpreter the reference runs under: Debian's, with python3-numpy.
+const python = "/usr/bin/python3"
+
+// relTol is the agreement required between our loss and the reference's.
+const relTol = 1e-4
+
+// repoRoot walks up from the package directory to the directory holding go.mod.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		if filepath.Dir(dir) == dir {
+			t.Skip("repository root (go.mod) not found above the test directory")
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+// sharedData is ../shared/data/rel from the repository root; the test is
+// skipped when the assets are absent.
+func sharedData(t testing.TB, rel string) string {
+	t.Helper()
+	p := filepath.Join(repoRoot(t), "..", "shared", "data", rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("test asset %s absent (%v): fetch ../shared/data to run this test", p, err)
+	}
+	return p
+}
+
+var (
+	numpyOnce sync.Once
+	numpyErr  error
+)
+
+// needReference skips the test when the reference cannot run here.
+func needReference(t testing.TB) string {
+	t.Helper()
+	numpyOnce.Do(func() {
+		out, err := exec.Command(python, "-c", "import numpy").CombinedOutput()
+		if err != nil {
+			numpyErr = fmt.Errorf("%v: %s", err, bytes.TrimSpace(out))
+		}
+	})
+	if numpyErr != nil {
+		t.Skipf("the independent reference needs %s with numpy (Debian: apt-get install python3-numpy; scripts/install-deps.sh): %v", python, numpyErr)
+	}
+	return filepath.Join(repoRoot(t), "scripts", "peft_reference.py")
+}
+
+// reference runs scripts/peft_reference.py with args and decodes its JSON output.
+func reference(t testing.TB, out any, args ...string) {
+	t.Helper()
+	script := needReference(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, python, append([]string{script}, args...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("peft_reference.py %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
+		t.Fatalf("peft_reference.py %s: output %q: %v", strings.Join(args, " "), stdout.String(), err)
+	}
+}
+
+type refLoss struct {
+	Loss    float64   `json:"loss"`
+	Tokens  int       `json:"tokens"`
+	Mode    string    `json:"mode"`
+	Adapted int       `json:"adapted"`
+	Scales  []float64 `json:"scales"`
+}
+
+func refLossOf(t testing.TB, examples string, args ...string) refLoss {
+	t.Helper()
+	var r refLoss
+	reference(t, &r, append([]string{"--model", sharedData(t, "models/stories260K.gguf"), "--examples", examples}, args...)...)
+	return r
+}
+
+func loadStories(t testing.TB) *model.Model {
+	t.Helper()
+	m, err := model.Load(sharedData(t, "models/stories260K.gguf"), ref.New(), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+// lcg is a small deterministic generator for token ids.
+type lcg uint64
+
+func (g *lcg) next(n int) int32 {
+	*g = *g*6364136223846793005 + 1442695040888963407
+	return int32(uint64(*g>>33) % uint64(n))
+}
+
+// trainingData repeats short token patterns (easy to learn, so a few steps
+// move the adapter far from zero).
+func trainingData() []train.Example {
+	exs := make([]train.Example, 8)
+	for i := range exs {
+		ids := make([]int32, 16)
+		lab := make([]int32, 16)
+		ids[0], lab[0] = 1, train.Ignore
+		for j := 1; j < len(ids); j++ {
+			ids[j] = int32(300 + (i+j)%7)
+			lab[j] = ids[j]
+		}
+		exs[i] = train.Example{InputIDs: ids, Labels: lab}
+	}
+	return exs
+}
+
+// heldout is a mix of the trained pattern and pseudo-random tokens, of
+// uneven lengths, with masked prompts: 7 examples, so the last batch of 4
+// is partial.
+func heldout() []train.Example {
+	g := lcg(7)
+	var exs []train.Example
+	for i := 0; i < 7; i++ {
+		n := 10 + 3*i
+		ids := make([]int32, n)
+		lab := make([]int32, n)
+		ids[0] = 1
+		for j := 1; j < n; j++ {
+			if i%2 == 0 {
+				ids[j] = int32(300 + (i+j)%7)
+			} else {
+				ids[j] = 3 + g.next(509)
+			}
+		}
+		for j := range lab {
+			lab[j] = ids[j]
+			if j < 1+i%4 {
+				lab[j] = train.Ignore
+			}
+		}
+		exs = append(exs, train.Example{InputIDs: ids, Labels: lab})
+	}
+	return exs
+}
+
+// writeExamples writes examples as JSONL {"input_ids", "labels"}.
+func writeExamples(t testing.TB, exs []train.Example) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "heldout.jsonl")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for _, ex := range exs {
+		if err := enc.Encode(map[string][]int32{"input_ids": ex.InputIDs, "labels": ex.Labels}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var (
+	trainedOnce sync.Once
+	trainedA    *adapter.Adapter
+	trainedCfg  model.Config
+	trainedErr  error
+)
+
+// trained is a rank-4 adapter on every linear of stories260K after a few
+// steps of training (dropout 0), in the model's (GGUF) layout. It is trained
+// once per test binary.
+func trained(t testing.TB) (*adapter.Adapter, model.Config) {
+	t.Helper()
+	path := sharedData(t, "models/stories260K.gguf")
+	trainedOnce.Do(func() {
+		m, err := model.Load(path, ref.New(), model.LoadOptions{})
+		if err != nil {
+			trainedErr = err
+			return
+		}
+		defer m.Close()
+		trainedCfg = m.Config
+		data := trainingData()
+		o := train.Options{Rank: 4, Alpha: 8, Dropout: 0,
+			Targets: []model.Module{model.Q, model.K, model.V, model.O, model.Gate, model.Up, model.Down},
+			LR:      2e-2, Schedule: train.Schedule{Name: "constant"}, MaxGradNorm: 1,
+			BatchSize: 4, MicroBatch: 4, CutoffLen: 16, MaxSteps: 6, Seed: 7, Shuffle: true}
+		tr, err := train.New(m, o, len(data), nil)
+		if err != nil {
+			trainedErr = err
+			return
+		}
+		defer tr.Close()
+		for tr.Step < tr.Plan.TotalSteps {
+			if _, err := tr.TrainStep(data); err != nil {
+				trainedErr = err
+				return
+			}
+		}
+		trainedA, trainedErr = tr.Adapter()
+		if trainedErr == nil {
+			trainedA.BaseModel = "stories260K"
+		}
+	})
+	if trainedErr != nil {
+		t.Fatalf("training the fixture adapter: %v", trainedErr)
+	}
+	return trainedA, trainedCfg
+}
+
+// ourLoss is lora's held-out loss of a freshly loaded stories260K with the
+// adapter at path (none when path is ""), as `lora eval` computes it.
+func ourLoss(t testing.TB, path string, exs []train.Example) (float64, int) {
+	t.Helper()
+	m := loadStories(t)
+	if path != "" {
+		a, err := adapter.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := adapter.Apply(m, a, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acts, err := m.NewActivations(4, 32, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer acts.Free()
+	loss, n, err := train.HeldoutLoss(context.Background(), m, acts, exs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loss, n
+}
+
+func rel(a, b float64) float64 { return math.Abs(a-b) / math.Max(math.Abs(b), 1e-12) }
+
+// TestLossAgreesWithReference trains an adapter, saves it as PEFT and as GGUF
+// LoRA, and requires the loss lora computes with each to equal the loss of
+// the independent reference: Hugging Face layout and forward with the PEFT
+// merge for the PEFT directory, llama.cpp layout and LoRA product for the
+// GGUF file. Agreement proves the PEFT names, shapes and q/k un-permutation,
+// the GGUF adapter's semantics, and our forward pass.
+func TestLossAgreesWithReference(t *testing.T) {
+	needReference(t)
+	trainedA, cfg := trained(t)
+	exs := heldout()
+	examples := writeExamples(t, exs)
+
+	ourBase, n := ourLoss(t, "", exs)
+	refBase := refLossOf(t, examples)
+	t.Logf("base model: ours %.9f, reference %.9f (%d tokens)", ourBase, refBase.Loss, n)
+	if refBase.Tokens != n {
+		t.Fatalf("trained tokens: ours %d, reference %d", n, refBase.Tokens)
+	}
+	if r := rel(ourBase, refBase.Loss); r > relTol {
+		t.Fatalf("base model loss: ours %.9f, reference %.9f (relative %.2g > %g): the forward pass disagrees with the HF LLaMA forward", ourBase, refBase.Loss, r, relTol)
+	}
+
+	for _, rs := range []bool{false, true} {
+		name := "lora"
+		if rs {
+			name = "rslora"
+		}
+		t.Run(name, func(t *testing.T) {
+			a := *trainedA
+			a.RSLoRA = rs
+			dir := t.TempDir()
+			peftDir := filepath.Join(dir, "peft")
+			ggufPath := filepath.Join(dir, "adapter.gguf")
+			if err := adapter.SavePEFT(peftDir, &a, cfg); err != nil {
+				t.Fatal(err)
+			}
+			if err := adapter.SaveGGUF(ggufPath, &a, cfg); err != nil {
+				t.Fatal(err)
+			}
+			wantScale := float64(model.Scale(a.Alpha, a.Rank, rs))
+			modules := cfg.Layers * int(model.NumModules)
+			for _, tc := range []struct{ format, path, flag, mode string }{
+				{"PEFT", peftDir, "--peft", "peft"},
+				{"GGUF", ggufPath, "--gguf-lora", "gguf"},
+			} {
+				ours, nOurs := ourLoss(t, tc.path, exs)
+				r := refLossOf(t, examples, tc.flag, tc.path)
+				t.Logf("%s %s adapter: ours %.9f, reference %.9f (relative %.2g; base %.6f; scale %v)", name, tc.format, ours, r.Loss, rel(ours, r.Loss), refBase.Loss, r.Scales)
+				if r.Mode != tc.mode || r.Adapted != modules || r.Tokens != nOurs {
+					t.Fatalf("%s: reference ran mode %q on %d linears and %d tokens, want %q, %d, %d", tc.format, r.Mode, r.Adapted, r.Tokens, tc.mode, modules, nOurs)
+				}
+				if len(r.Scales) != 1 || rel(r.Scales[0], wantScale) > 1e-6 {
+					t.Errorf("%s: reference read scale %v, want %g (alpha %g, r %d, rslora %v)", tc.format, r.Scales, wantScale, a.Alpha, a.Rank, rs)
+				}
+				// The adapter must matter far more than the tolerance, or
+				// agreement would prove nothing.
+				if d := rel(r.Loss, refBase.Loss); d < 100*relTol {
+					t.Fatalf("%s: the adapter moves the reference loss by only %.2g relative: train it harder", tc.format, d)
+				}
+				if d := rel(ours, r.Loss); d > relTol {
+					t.Errorf("%s adapter: our loss %.9f, reference %.9f (relative %.2g > %g)", tc.format, ours, r.Loss, d, relTol)
+				}
+			}
+		})
+	}
+}
+
+// TestReferenceSeesLayoutMistakes is the control: q/k lora_B rows written in
+// the wrong order (PEFT left in llama.cpp order, GGUF left in HF order) must
+// move the reference's loss away from ours, so the agreement above really
+// checks the un-permutation.
+func TestReferenceSeesLayoutMistakes(t *testing.T) {
+	needReference(t)
+	trainedA, cfg := trained(t)
+	if trainedA.Layout != adapter.LayoutGGUF {
+		t.Fatalf("stories260K is a GGUF llama file: the trained adapter should be in the GGUF layout, got %v", trainedA.Layout)
+	}
+	exs := heldout()
+	examples := writeExamples(t, exs)
+	dir := t.TempDir()
+
+	good := filepath.Join(dir, "good.gguf")
+	if err := adapter.SaveGGUF(good, trainedA, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ours, _ := ourLoss(t, good, exs)
+
+	// PEFT with rows left in GGUF order: claim HF so SavePEFT does not convert.
+	wrongPEFT := *trainedA
+	wrongPEFT.Layout = adapter.LayoutHF
+	peftDir := filepath.Join(dir, "peft-unconverted")
+	if err := adapter.SavePEFT(peftDir, &wrongPEFT, cfg); err != nil {
+		t.Fatal(err)
+	}
+	// GGUF with rows in HF order: convert, then claim GGUF.
+	wrongGGUF := trainedA.Convert(adapter.LayoutHF, cfg)
+	wrongGGUF.Layout = adapter.LayoutGGUF
+	ggufPath := filepath.Join(dir, "hf-order.gguf")
+	if err := adapter.SaveGGUF(ggufPath, wrongGGUF, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, flag, path string }{
+		{"PEFT with llama.cpp row order", "--peft", peftDir},
+		{"GGUF with HF row order", "--gguf-lora", ggufPath},
+	} {
+		r := refLossOf(t, examples, tc.flag, tc.path)
+		t.Logf("%s: reference %.9f, ours (correct adapter) %.9f, relative %.2g", tc.name, r.Loss, ours, rel(r.Loss, ours))
+		if d := rel(r.Loss, ours); d < 10*relTol {
+			t.Errorf("%s: reference loss %.9f is within %.2g of the correct %.9f: the reference does not see q/k row order", tc.name, r.Loss, d, ours)
+		}
+	}
+}
