@@ -95,6 +95,22 @@ func TestCleanSpaces(t *testing.T) {
 	}
 }
 
+func TestDecodeCleanSpaces(t *testing.T) {
+	tok := loadGGUF(t, filepath.Join("tokenizers", "llama.cpp", "ggml-vocab-gpt-2.gguf"))
+	ids := tok.Encode("Hello , world . I 'm", EncodeOptions{})
+	if got := tok.Decode(ids); got != "Hello , world . I 'm" {
+		t.Fatalf("Decode = %q", got)
+	}
+	if got := tok.DecodeWith(ids, DecodeOptions{CleanSpaces: true}); got != "Hello, world. I'm" {
+		t.Fatalf("CleanSpaces = %q", got)
+	}
+	spm := loadGGUF(t, filepath.Join("tokenizers", "llama.cpp", "ggml-vocab-llama-spm.gguf"))
+	ids = spm.Encode("a , b", EncodeOptions{})
+	if got := spm.DecodeWith(ids, DecodeOptions{CleanSpaces: true}); got != "a , b" {
+		t.Fatalf("llama vocabularies keep their spaces: %q", got)
+	}
+}
+
 func TestNewErrors(t *testing.T) {
 	base := Vocab{Model: ModelLlama, Tokens: []string{"<unk>", "a"}, BOS: NoToken, EOS: NoToken, UNK: 0, PAD: NoToken}
 	for name, mod := range map[string]func(*Vocab){

@@ -119,6 +119,22 @@ func TestLlamaCppVectors(t *testing.T) {
 	}
 }
 
+// TestLlamaModelVocab runs the LLaMA vectors through the tokenizer of a
+// full model file that carries the same 32000-token vocabulary.
+func TestLlamaModelVocab(t *testing.T) {
+	tok := loadGGUF(t, filepath.Join("models", "llama-2-tiny-random.gguf"))
+	cases := readVectors(t, filepath.Join(dataDir(t), "tokenizers", "llama.cpp", "ggml-vocab-llama-spm.gguf"))
+	for i, c := range cases {
+		if got := tok.Encode(c.text, EncodeOptions{}); !equalIDs(got, c.ids) {
+			t.Errorf("case %d %q:\n got %v\nwant %v", i, c.text, got, c.ids)
+		}
+	}
+	ids := tok.Encode("Hello", EncodeOptions{AddBOS: tok.AddBOS()})
+	if len(ids) == 0 || ids[0] != 1 {
+		t.Fatalf("AddBOS: %v", ids)
+	}
+}
+
 func equalIDs(a, b []int32) bool {
 	if len(a) != len(b) {
 		return false
