@@ -334,3 +334,34 @@ func TestEvalSplitCountAndDrop(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestGoldenAlpacaExamples records the examples of the first Alpaca records
+// in alpaca-chatbot with the stories260K tokenizer: every token's text, the
+// trained ones between « and », and the ids and labels.
+func TestGoldenAlpacaExamples(t *testing.T) {
+	tk := realTokenizer(t)
+	recs, err := dataset.ReadAll(sharedData(t, "datasets/alpaca/alpaca_5000.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := dataset.Builtin("alpaca-chatbot")
+	fm, err := dataset.NewFormatter(f, examples.FromTokenizer(tk), opts(func(o *dataset.Options) { o.CutoffLen = 80 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, r := range []dataset.Record{recs[1], recs[4], recs[0]} {
+		ex, oc := fm.Example(r)
+		fmt.Fprintf(&b, "=== record %d: %d tokens, %d trained, outcome %d\n", r.Index, len(ex.InputIDs), ex.Trained(), oc)
+		for i, id := range ex.InputIDs {
+			p := fmt.Sprintf("%q", tk.TokenText(id))
+			if ex.Labels[i] != examples.Ignore {
+				p = "«" + p + "»"
+			}
+			b.WriteString(p)
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "\ninput_ids %v\nlabels    %v\n", ex.InputIDs, ex.Labels)
+	}
+	golden(t, "testdata/alpaca-examples.golden", b.String())
+}
