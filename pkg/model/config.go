@@ -84,9 +84,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: %d heads is not a multiple of %d kv heads", c.Heads, c.KVHeads)
 	case c.RoPEDims <= 0 || c.RoPEDims > c.HeadDim || c.RoPEDims%2 != 0:
 		return fmt.Errorf("config: rope dimension %d must be even and in 2..head dim %d", c.RoPEDims, c.HeadDim)
-	case c.Dim > 1<<20 || c.FFN > 1<<22 || c.Vocab > 1<<24 || c.Layers > 1<<12 || c.Heads > 1<<12:
-		return fmt.Errorf("config: implausibly large dimensions (dim %d, ffn %d, vocab %d, layers %d, heads %d)",
-			c.Dim, c.FFN, c.Vocab, c.Layers, c.Heads)
+	case c.Dim > 1<<20 || c.FFN > 1<<22 || c.Vocab > 1<<24 || c.Layers > 1<<12 || c.Heads > 1<<12 || c.HeadDim > 1<<14:
+		return fmt.Errorf("config: implausibly large dimensions (dim %d, ffn %d, vocab %d, layers %d, heads %d, head dim %d)",
+			c.Dim, c.FFN, c.Vocab, c.Layers, c.Heads, c.HeadDim)
 	case !(c.RMSEps > 0), !(c.RoPETheta > 0):
 		return fmt.Errorf("config: rms eps %g and rope theta %g must be positive", c.RMSEps, c.RoPETheta)
 	}
