@@ -208,7 +208,9 @@ func exitCode(err error) int {
 
 func TestSecondRunReusesEverything(t *testing.T) {
 	e := newEnv(t)
-	res, err := e.run(t, e.opts())
+	opt := e.opts()
+	opt.ResolveDevice = func(spec string) (string, string, error) { return spec, "test " + spec, nil }
+	res, err := e.run(t, opt)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, e.log.String())
 	}
@@ -244,6 +246,9 @@ func TestSecondRunReusesEverything(t *testing.T) {
 	l, err := lock.Read(res.RunDir)
 	if err != nil || l.Status != lock.StatusOK || l.Model == nil || l.Model.SHA256 != store.HashBytes([]byte("fake model bytes")) {
 		t.Fatalf("lock: %+v %v", l, err)
+	}
+	if l.Device.Requested != "cpu" || l.Device.Kind != "cpu" || l.Device.Name != "test cpu" {
+		t.Errorf("lock device %+v", l.Device)
 	}
 	if len(l.Inputs) != 1 || l.Inputs[0].SHA256 != store.HashBytes(data) {
 		t.Errorf("lock inputs %+v", l.Inputs)

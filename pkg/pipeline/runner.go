@@ -179,6 +179,9 @@ func (x *runner) device(s *recipe.Stage) (spec, kind, name string, err error) {
 		}
 	}
 	x.devices[spec] = [2]string{kind, name}
+	if x.lk != nil && (spec == x.r.Device || x.r.Device == "" && spec == "auto") {
+		x.lk.Device.Kind, x.lk.Device.Name = kind, name
+	}
 	return spec, kind, name, nil
 }
 
