@@ -93,6 +93,14 @@ func reference(t testing.TB, out any, args ...string) {
 	}
 }
 
+// execOutput runs a command with a timeout and returns its combined output.
+func execOutput(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return string(out), err
+}
+
 type refLoss struct {
 	Loss    float64   `json:"loss"`
 	Tokens  int       `json:"tokens"`
