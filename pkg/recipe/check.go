@@ -20,6 +20,10 @@ import (
 func check(r *Recipe, root *node) diag.List {
 	c := &checker{r: r, root: root, stagesNode: root.get("stages")}
 	c.model()
+	if sn := root.get("stages"); sn != nil && sn.kind == nMap && len(sn.keys) == 0 {
+		c.add(diag.Errorf(sn.rng(), "no-stages", "the recipe has no stages").
+			WithHint("add at least a fetch, a format and a train stage; see recipes/alpaca-chat.yaml"))
+	}
 	c.graph()
 	for _, s := range r.Stages {
 		c.stage(s)
@@ -259,7 +263,7 @@ func (c *checker) train(s *Stage) {
 		c.add(diag.Warningf(c.stageNode(s, "train", "optimizer", "scheduler").rng(), "ignored-key",
 			"the constant schedule ignores warmup").WithHint("use constant_with_warmup"))
 	}
-	if t.EvalEvery > 0 {
+	if t.EvalEvery > 0 && t.Input != "" {
 		// eval_loss needs held-out examples: from eval_split here or at the input stage
 		in := c.r.Stage(t.Input)
 		if t.EvalSplit == 0 && (in == nil || in.Format == nil || in.Format.EvalSplit == 0) {
@@ -283,9 +287,6 @@ func (c *checker) graph() {
 		for i, n := range s.Needs {
 			if c.r.Stage(n) == nil {
 				c.unknownStage(c.stageNode(s, "needs").seqAt(i), s.Name, "needs", n, names)
-			}
-			if n == s.Name {
-				c.add(diag.Errorf(c.stageNode(s, "needs").seqAt(i).rng(), "cycle", "stage %q needs itself", s.Name))
 			}
 		}
 		for _, rf := range s.refs() {
@@ -313,14 +314,55 @@ func (c *checker) graph() {
 		}
 	}
 	if cyc := c.r.cycle(); cyc != nil {
-		first := c.r.Stage(cyc[0])
-		at := c.stagesNode.keyNode(first.Name)
-		if at == nil {
-			at = c.root
-		}
-		c.add(diag.Errorf(at.rng(), "cycle", "stages form a cycle: %s", strings.Join(cyc, " -> ")).
-			WithHint("remove one of these dependencies (needs, input, adapter, ...)"))
+		c.cycle(cyc)
 	}
+}
+
+// cycle reports a dependency cycle (cyc[i+1] depends on cyc[i], last ==
+// first) at the edge most likely to be the mistake: a stage that depends on
+// a stage defined after it in the file.
+func (c *checker) cycle(cyc []string) {
+	idx := func(name string) int {
+		return slices.IndexFunc(c.r.Stages, func(s *Stage) bool { return s.Name == name })
+	}
+	n := len(cyc) - 1 // distinct stages
+	blame := 0        // edge: cyc[blame+1] needs cyc[blame]
+	for i := range n {
+		if idx(cyc[i]) > idx(cyc[i+1]) {
+			blame = i
+			break
+		}
+	}
+	// walk the cycle in "needs" direction from the blamed stage
+	path := []string{cyc[blame+1]}
+	for k := 0; k < n; k++ {
+		path = append(path, cyc[((blame-k)%n+n)%n])
+	}
+	from := c.r.Stage(path[0])
+	at := c.refNode(from, path[1])
+	c.add(diag.Errorf(at.rng(), "cycle", "dependency cycle: %s", strings.Join(path, " needs ")).
+		WithHint("a stage cannot depend on itself, directly or through others; remove %s from the dependencies of %s", path[1], path[0]))
+}
+
+// refNode finds where stage s names stage dep: a needs entry or a key like
+// input; else the stage's name.
+func (c *checker) refNode(s *Stage, dep string) *node {
+	if needs := c.stageNode(s, "needs"); needs.kind == nSeq {
+		for _, item := range needs.seq {
+			if item.kind == nString && item.str == dep {
+				return item
+			}
+		}
+	}
+	for _, rf := range s.refs() {
+		if rf.name == dep {
+			return c.at(append([]string{"stages", s.Name}, strings.Split(rf.key, ".")...)...)
+		}
+	}
+	if k := c.stagesNode.keyNode(s.Name); k != nil {
+		return k
+	}
+	return c.root
 }
 
 func kindHint(rf ref, target *Stage) string {

@@ -107,9 +107,16 @@ func (d *decoder) decodeStruct(n *node, v reflect.Value, where string, at *node)
 	present := map[string]bool{}
 	if n != nil && n.kind != nNull {
 		if n.kind != nMap {
-			d.add(diag.Errorf(n.rng(), "wrong-type", "%s must be a mapping, got %s", where, n.describe()).
-				WithHint("write it as `key: value` lines indented under %s", lastElem(where)))
-			n = nil
+			dd := diag.Errorf(n.rng(), "wrong-type", "%s must be a mapping, got %s", orTop(where), n.describe()).
+				WithHint("write it as `key: value` lines indented under %s", lastElem(where))
+			if n.kind == nString {
+				first, rest, _ := strings.Cut(n.str, " ")
+				if slices.Contains(keysOf(fs), first) {
+					dd = dd.WithHint("is a colon missing? write `%s: %s`", first, rest)
+				}
+			}
+			d.add(dd)
+			return // its keys cannot be checked
 		}
 	}
 	if n != nil && n.kind == nMap {
@@ -122,12 +129,15 @@ func (d *decoder) decodeStruct(n *node, v reflect.Value, where string, at *node)
 			present[k.str] = true
 			f := &fs[j]
 			val := n.vals[i]
-			if val.kind == nNull && f.typ.Kind() != reflect.Pointer && f.typ.Kind() != reflect.Struct {
-				present[k.str] = false
+			if val.kind == nNull {
+				// `key:` with nothing after it: almost always a value
+				// forgotten or indented onto the wrong line
+				d.add(diag.Errorf(k.rng(), "missing-value", "%s has no value", join(where, f.key)).
+					WithHint("give %s a value (%s) or remove the key", f.key, firstSentence(f.doc)))
 				if f.required {
-					d.add(diag.Errorf(k.rng(), "missing-value", "%s has no value", join(where, f.key)).
-						WithHint("give %s a value or remove the key", f.key))
+					continue
 				}
+				present[k.str] = false
 				continue
 			}
 			d.decodeField(val, v.Field(f.index), f, join(where, f.key), k)

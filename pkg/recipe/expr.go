@@ -210,8 +210,23 @@ func exprError(kind, src string, err error) *ExprError {
 		e.Message = fmt.Sprintf("%s must be true or false, but %s", kind, strings.TrimPrefix(msg, "expected bool, but got "))
 		e.Message = strings.Replace(e.Message, "but ", "this gives ", 1)
 		e.Hint = "compare it, e.g. " + example(kind)
-	case strings.Contains(msg, "has no field") || strings.Contains(msg, "type ") && strings.Contains(msg, "has no"):
-		e.Hint = "known metrics of a stage: " + strings.Join(names(reflect.TypeFor[StageMetrics]()), ", ")
+	case strings.Contains(msg, "has no field"):
+		field := msg[strings.LastIndex(msg, " ")+1:]
+		e.Message = fmt.Sprintf("%s: a stage has no metric %s", kind, field)
+		e.Length = len([]rune(field))
+		all := names(reflect.TypeFor[StageMetrics]())
+		e.Hint = "known metrics of a stage: " + strings.Join(all, ", ")
+		if s := suggest(field, all); s != "" {
+			e.Hint = fmt.Sprintf("did you mean %s? %s", s, e.Hint)
+		}
+	case strings.HasPrefix(msg, "unexpected token") || strings.HasPrefix(msg, "unexpected end") || strings.Contains(msg, "unexpected"):
+		e.Message = kind + ": syntax error: " + strings.Replace(msg, "token EOF", "end of the expression", 1)
+		e.Hint = "complete the expression, e.g. " + example(kind) + "; see https://expr-lang.org/docs/language-definition"
+	case strings.Contains(msg, "mismatched types") || strings.Contains(msg, "invalid operation"):
+		e.Message = kind + ": " + msg
+		e.Hint = "compare numbers with numbers, e.g. " + example(kind)
+	default:
+		e.Message = kind + ": " + msg
 	}
 	if e.Offset < 0 || e.Offset > len([]rune(src)) {
 		e.Offset = 0

@@ -199,7 +199,7 @@ func syntaxDiag(file string, err error) diag.Diagnostic {
 		GetMessage() string
 	}
 	if te, ok := err.(tokErr); ok && te.GetToken() != nil && te.GetToken().Position != nil {
-		msg := te.GetMessage()
+		msg := strings.ReplaceAll(te.GetMessage(), "\t", "\\t")
 		return diag.Errorf(tokRange(file, te.GetToken()), "yaml-syntax", "YAML syntax: %s", msg).
 			WithHint("%s", syntaxHint(msg))
 	}
@@ -248,8 +248,14 @@ func unclosedBracket(src []byte, at diag.Pos) (diag.Pos, bool) {
 
 func syntaxHint(msg string) string {
 	switch {
-	case strings.Contains(msg, "tab"):
+	case strings.Contains(msg, "tab") || strings.Contains(msg, `\t`) || strings.Contains(msg, "\t"):
 		return "indent with spaces; YAML does not allow tabs"
+	case strings.Contains(msg, "non-map value"):
+		return "a key needs a colon and a space after it: `key: value`"
+	case strings.Contains(msg, "mapping value is not allowed"):
+		return "quote a value that contains \": \" (format: \"a: b\"), or fix the indentation of this line"
+	case strings.Contains(msg, "value is not allowed in this context"):
+		return "check this line's indentation against the lines above it, and that the value before it is complete"
 	case strings.Contains(msg, "']'") || strings.Contains(msg, "'}'") || strings.Contains(msg, "never closed"):
 		return "close the flow collection with ] or }"
 	case strings.Contains(msg, "quote"):
@@ -325,6 +331,9 @@ func (c *converter) conv(an ast.Node) *node {
 	case *ast.StringNode:
 		n.kind, n.str = nString, v.Value
 		n.m = c.scalarMap(v.Token, v.Value)
+		if v.Token.Type == token.StringType && n.m != nil && len(n.m.pos) > 0 {
+			n.pos = n.m.pos[0]
+		}
 		// go-yaml reads 3e-4 (no dot) as a string; YAML 1.2's core schema and
 		// every user mean a number
 		if v.Token.Type == token.StringType && plainNumber.MatchString(v.Value) {
@@ -512,7 +521,34 @@ func (c *converter) scalarMap(tk *token.Token, val string) *posMap {
 	if quote != 0 && off < len(c.src.text) && c.src.text[off] == quote {
 		off++
 	}
+	if quote == 0 {
+		off = c.fixStart(off, val)
+	}
 	return c.align(off, val, quote)
+}
+
+// fixStart corrects a plain scalar's start offset: go-yaml's column is
+// sometimes one or two off (trailing spaces, comments after the value).
+// It looks nearby on the same line for the value's first word.
+func (c *converter) fixStart(off int, val string) int {
+	word := val
+	if i := strings.IndexAny(word, " \t\n"); i >= 0 {
+		word = word[:i]
+	}
+	if word == "" {
+		return off
+	}
+	text := c.src.text
+	for _, d := range []int{0, -1, 1, -2, 2, -3, 3, -4, 4} {
+		cand := off + d
+		if cand < 0 || cand+len(word) > len(text) {
+			continue
+		}
+		if string(text[cand:cand+len(word)]) == word && (cand == 0 || strings.IndexByte(" \t:-[{,\n", text[cand-1]) >= 0) {
+			return cand
+		}
+	}
+	return off
 }
 
 // blockMap maps a block scalar (| or >): its text starts on the line after the indicator.
@@ -552,6 +588,9 @@ func (c *converter) align(off int, val string, quote byte) *posMap {
 				found = j
 				off = j + sz
 				break
+			}
+			if sr != ' ' && sr != '\t' && sr != '\n' && sr != '\r' {
+				break // only folding and indentation are skipped
 			}
 			j += sz
 		}
