@@ -65,6 +65,9 @@ func Load(path string, be backend.Backend, opts LoadOptions) (*Model, error) {
 // ConfigFromGGUF reads the model configuration from GGUF metadata
 // (general.architecture and the <arch>.* keys).
 func ConfigFromGGUF(f *gguf.File) (Config, error) {
+	if t, _ := f.String("general.type"); t == "adapter" {
+		return Config{}, fmt.Errorf("this is a LoRA adapter, not a base model: pass it with --adapter and the base with --model")
+	}
 	arch, ok := f.String("general.architecture")
 	if !ok {
 		return Config{}, fmt.Errorf("no general.architecture key: not a model file")
@@ -146,8 +149,8 @@ func FromGGUF(f *gguf.File, name string, be backend.Backend, opts LoadOptions) (
 
 // weightSource yields tensors by their GGUF-style names.
 type weightSource interface {
-	// get returns the tensor's row-major shape, its file type name and a
-	// reader for raw bytes in a backend storage type (ok) or float32 values.
+	// get describes a tensor (shape, type) without reading it; its raw and
+	// f32 functions read the data on demand.
 	get(name string) (*srcTensor, error)
 	has(name string) bool
 }
