@@ -278,3 +278,32 @@ func TestLoadGGUFErrors(t *testing.T) {
 		t.Fatal("an adapter for another shape was applied")
 	}
 }
+
+// TestQwen2GGUFNotPermuted: llama.cpp does not permute qwen2's Q/K (it uses
+// NeoX RoPE), so neither do its adapters.
+func TestQwen2GGUFNotPermuted(t *testing.T) {
+	c := testCfg
+	c.Arch = model.ArchQwen2
+	ad := randomAdapter(c, 2, 4, false, 3)
+	path := filepath.Join(t.TempDir(), "qwen2.gguf")
+	if err := SaveGGUF(path, ad, c); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tb, _ := f.Tensor("blk.0.attn_q.weight.lora_b")
+	b, err := f.TensorFloat32(tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(b, ad.Weights[Key{0, model.Q}].B) {
+		t.Fatal("qwen2 lora_b rows were permuted")
+	}
+	back, err := LoadGGUF(path)
+	if err != nil || back.Layout != LayoutHF || back.Arch != model.ArchQwen2 {
+		t.Fatalf("loaded layout %v arch %q: %v", back.Layout, back.Arch, err)
+	}
+}
