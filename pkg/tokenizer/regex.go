@@ -107,6 +107,46 @@ func (c *charSet) has(r rune) bool {
 type regex struct {
 	root *reNode
 	mode reMode
+	// start, when set, holds the code points a match can begin with (the
+	// pattern cannot match the empty string); other positions are skipped.
+	start *charSet
+}
+
+// firstChars computes the code points that can begin a match of n, and
+// whether n can match the empty string. ok is false when unknown.
+func firstChars(n *reNode) (preds []func(rune) bool, nullable, ok bool) {
+	switch n.kind {
+	case nSet:
+		return []func(rune) bool{n.set.has}, false, true
+	case nLook, nBegin, nEnd, nWordB, nNotWordB:
+		return nil, true, true
+	case nRep:
+		p, null, ok := firstChars(n.subs[0])
+		return p, null || n.min == 0, ok
+	case nAlt:
+		for _, sub := range n.subs {
+			p, null, ok := firstChars(sub)
+			if !ok {
+				return nil, false, false
+			}
+			preds = append(preds, p...)
+			nullable = nullable || null
+		}
+		return preds, nullable, true
+	case nSeq:
+		for _, sub := range n.subs {
+			p, null, ok := firstChars(sub)
+			if !ok {
+				return nil, false, false
+			}
+			preds = append(preds, p...)
+			if !null {
+				return preds, false, true
+			}
+		}
+		return preds, true, true
+	}
+	return nil, false, false
 }
 
 type reParser struct {
@@ -127,7 +167,12 @@ func compileRegex(expr string, mode reMode) (*regex, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pre-tokenizer pattern %q: %w", expr, err)
 	}
-	return &regex{root: n, mode: mode}, nil
+	re := &regex{root: n, mode: mode}
+	if preds, nullable, ok := firstChars(n); ok && !nullable {
+		re.start = &charSet{preds: preds}
+		re.start.finish()
+	}
+	return re, nil
 }
 
 func (p *reParser) errf(format string, a ...any) error {
@@ -170,10 +215,32 @@ func (p *reParser) seq() (*reNode, error) {
 		}
 		items = append(items, atom)
 	}
+	items = mergeLookSets(items)
 	if len(items) == 1 {
 		return items[0], nil
 	}
 	return &reNode{kind: nSeq, subs: items}, nil
+}
+
+// mergeLookSets rewrites a lookahead on one class followed by a class,
+// (?=[A])[B] or (?![A])[B], into the single class A∩B (or B minus A), so
+// that the tekken/gpt-4o idiom ((?=[\p{L}])([^a-z]))* runs as a plain
+// character repetition.
+func mergeLookSets(items []*reNode) []*reNode {
+	out := items[:0:0]
+	for i := 0; i < len(items); i++ {
+		n := items[i]
+		if n.kind == nLook && n.subs[0].kind == nSet && i+1 < len(items) && items[i+1].kind == nSet {
+			a, b, neg := n.subs[0].set, items[i+1].set, n.neg
+			set := &charSet{preds: []func(rune) bool{func(r rune) bool { return a.has(r) != neg && b.has(r) }}}
+			set.finish()
+			out = append(out, &reNode{kind: nSet, set: set})
+			i++
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func (p *reParser) quant(atom *reNode) (*reNode, error) {
@@ -719,6 +786,9 @@ func (m *matcher) rep(n *reNode, i int, k func(int) bool) bool {
 func (r *regex) find(m *matcher, from int, nonEmptyAt bool) (int, int, bool) {
 	end := -1
 	for s := from; s <= len(m.in) && m.steps <= m.budget; s++ {
+		if r.start != nil && (s == len(m.in) || !r.start.has(m.in[s])) {
+			continue // no match can begin here
+		}
 		ok := r.root != nil && m.match(r.root, s, func(e int) bool {
 			if nonEmptyAt && s == from && e == s {
 				return false
