@@ -849,7 +849,8 @@ func (x *runner) publishRun(src, final string, link bool) error {
 }
 
 // sameFiles compares two stage outputs by their file listings, ignoring
-// stage.json (which records times).
+// stage.json (it records times) and the stage's metrics.jsonl (it records
+// throughput). It returns the differing paths.
 func sameFiles(a, b string) (bool, string) {
 	oa, err1 := ReadOutput(a)
 	ob, err2 := ReadOutput(b)
@@ -860,16 +861,20 @@ func sameFiles(a, b string) (bool, string) {
 	for _, f := range oa.Files {
 		ma[f.Path] = f.SHA256
 	}
+	var diff []string
 	for _, f := range ob.Files {
-		if ma[f.Path] != f.SHA256 {
-			return false, f.Path
+		if f.Path != StageMetricsFile && ma[f.Path] != f.SHA256 {
+			diff = append(diff, f.Path)
 		}
 		delete(ma, f.Path)
 	}
 	for p := range ma {
-		return false, p
+		if p != StageMetricsFile {
+			diff = append(diff, p)
+		}
 	}
-	return true, ""
+	sort.Strings(diff)
+	return len(diff) == 0, strings.Join(diff, ", ")
 }
 
 func (x *runner) runContext(s *recipe.Stage, out string, inputs map[string]string, modelPath, modelSum string, resumable bool) (*RunContext, func(), error) {
