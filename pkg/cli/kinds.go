@@ -4,7 +4,7 @@ package cli
 // CLI is the one place that links them all in.
 import (
 	_ "github.com/lora-dev/lora/pkg/chunk"
-	_ "github.com/lora-dev/lora/pkg/dataset"
+	_ "github.com/lora-dev/lora/pkg/dataset/formatstage"
 	_ "github.com/lora-dev/lora/pkg/evaluate"
 	_ "github.com/lora-dev/lora/pkg/train"
 )

@@ -29,13 +29,17 @@ func Markdown(recipeName, stage string, r *Result, plot string) string {
 	if !math.IsNaN(r.PerplexityWindows) {
 		fmt.Fprintf(&b, "| perplexity (mean of windows) | | %s |\n", f(r.PerplexityWindows))
 	}
+	var notes []string
 	if r.Tokens > 0 {
-		fmt.Fprintf(&b, "\nPerplexity scored %d tokens.", r.Tokens)
+		notes = append(notes, fmt.Sprintf("Perplexity scored %d tokens.", r.Tokens))
 	}
 	if r.HeldoutTokens > 0 {
-		fmt.Fprintf(&b, " Held-out loss scored %d trained tokens.", r.HeldoutTokens)
+		notes = append(notes, fmt.Sprintf("Held-out loss scored %d trained tokens.", r.HeldoutTokens))
 	}
-	b.WriteString("\n\n")
+	if len(notes) > 0 {
+		b.WriteString("\n" + strings.Join(notes, " ") + "\n")
+	}
+	b.WriteString("\n")
 	if r.Gate != "" {
 		verdict := "**passed**"
 		if !r.Passed {
