@@ -80,7 +80,9 @@ func VocabFromGGUF(f *gguf.File) (Vocab, error) {
 			if present(keyMerges) {
 				return v, wrongType(keyMerges, "a string array")
 			}
-			return v, fmt.Errorf("gguf tokenizer: %s is missing, a gpt2 tokenizer needs its merges", keyMerges)
+			if v.Pre != "kimi-k2" { // llama.cpp lets Kimi-K2 go without merges
+				return v, fmt.Errorf("gguf tokenizer: %s is missing, a gpt2 tokenizer needs its merges", keyMerges)
+			}
 		}
 		v.Merges = merges
 	case "no_vocab", "none":

@@ -66,8 +66,8 @@ var (
 )
 
 // preConfigs maps every tokenizer.ggml.pre value llama.cpp accepts for BPE
-// vocabularies (except kimi-k2, whose splitter is not implemented) to its
-// configuration. "" is llama.cpp's fallback for files without the key.
+// vocabularies to its configuration. "" is llama.cpp's fallback for files
+// without the key.
 var preConfigs = map[string]preConfig{
 	"":                         cfgDefault,
 	"default":                  cfgDefault,
@@ -158,6 +158,7 @@ var preConfigs = map[string]preConfig{
 	"granite-embed-multi-311m": cfgGemma4,
 	"sarvam-moe":               {exprs: []string{reLines}, rawBytes: true, escapeSpaces: true, keepSpaces: true},
 	"minicpm5":                 {exprs: []string{`\p{N}{1,3}`, reMiniCPM5}, ignoreMerges: true},
+	"kimi-k2":                  {exprs: []string{reKimiK2}, keepSpaces: true},
 }
 
 // PreTokenizers lists the tokenizer.ggml.pre names this package knows.
@@ -217,7 +218,7 @@ func splitWords(text string, splitters []splitter) []string {
 func lookupPre(name string) (preConfig, error) {
 	c, ok := preConfigs[name]
 	if !ok {
-		return preConfig{}, fmt.Errorf("pre-tokenizer %q (tokenizer.ggml.pre) is not one lora knows (it knows the %d names llama.cpp used when this was written, kimi-k2 aside); load the model's tokenizer.json instead, or re-convert the model with a llama.cpp release that names a known pre-tokenizer", name, len(preConfigs)-1)
+		return preConfig{}, fmt.Errorf("pre-tokenizer %q (tokenizer.ggml.pre) is not one lora knows (it knows the %d names llama.cpp used when this was written); load the model's tokenizer.json instead, or re-convert the model with a llama.cpp release that names a known pre-tokenizer", name, len(preConfigs)-1)
 	}
 	return c, nil
 }

@@ -225,6 +225,126 @@ func scanLlama3(cpts []rune, ini, end int, out []int) []int {
 	return s.out
 }
 
+// isHan is llama.cpp's unicode_cpt_is_han (CJK ideograph blocks).
+func isHan(r rune) bool {
+	switch {
+	case r >= 0x4E00 && r <= 0x9FFF, r >= 0x3400 && r <= 0x4DBF,
+		r >= 0x20000 && r <= 0x2A6DF, r >= 0x2A700 && r <= 0x2B73F,
+		r >= 0x2B740 && r <= 0x2B81F, r >= 0x2B820 && r <= 0x2CEAF,
+		r >= 0x2CEB0 && r <= 0x2EBEF, r >= 0xF900 && r <= 0xFAFF,
+		r >= 0x2F800 && r <= 0x2FA1F:
+		return true
+	}
+	return false
+}
+
+// scanKimiK2 implements Kimi-K2's expression
+// [\p{Han}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]*[\p{Ll}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|...|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+// as unicode_regex_split_custom_kimi_k2 does (letters of any case).
+func scanKimiK2(cpts []rune, ini, end int, out []int) []int {
+	s := scanState{cpts: cpts, ini: ini, end: end, prevEnd: ini, out: out}
+	letterNotHan := func(pos int) bool { return s.flags(pos).letter() && !isHan(s.cpt(pos)) }
+	for pos := ini; pos < end; {
+		c := s.cpt(pos)
+		fl := s.flags(pos)
+		if isHan(c) {
+			for isHan(s.cpt(pos)) {
+				pos++
+			}
+			s.add(pos)
+			continue
+		}
+		lead := !(c == '\r' || c == '\n' || fl.letter() || fl.number())
+		if (fl.letter() && !isHan(c)) || (lead && letterNotHan(pos+1)) {
+			hasLead := false
+			if lead {
+				hasLead = true
+				pos++
+			}
+			hasLetters := false
+			for letterNotHan(pos) {
+				hasLetters = true
+				pos++
+			}
+			if hasLetters || (!hasLead && letterNotHan(pos)) {
+				if !hasLetters {
+					pos++
+				}
+				for letterNotHan(pos) {
+					pos++
+				}
+				if s.cpt(pos) == '\'' && pos+1 < end {
+					n := unicode.ToLower(s.cpt(pos + 1))
+					if isContraction1(n) {
+						pos += 2
+					} else if pos+2 < end && isContraction2(n, unicode.ToLower(s.cpt(pos+2))) {
+						pos += 3
+					}
+				}
+				s.add(pos)
+				continue
+			} else if hasLead {
+				pos--
+			}
+		}
+		if fl.number() {
+			start := pos
+			for s.flags(pos).number() {
+				pos++
+				if pos-start >= 3 {
+					s.add(pos)
+					start = pos
+				}
+			}
+			s.add(pos)
+			continue
+		}
+		f2 := fl
+		if c == ' ' {
+			f2 = s.flags(pos + 1)
+		}
+		if f2&(fWhitespace|fLetter|fNumber) == 0 && f2 != 0 {
+			if c == ' ' {
+				pos++
+			}
+			for f2&(fWhitespace|fLetter|fNumber) == 0 && f2 != 0 {
+				pos++
+				f2 = s.flags(pos)
+			}
+			for c2 := s.cpt(pos); c2 == '\r' || c2 == '\n'; c2 = s.cpt(pos) {
+				pos++
+			}
+			s.add(pos)
+			continue
+		}
+		nws, lastRN := 0, 0
+		for s.flags(pos + nws).whitespace() {
+			if c2 := s.cpt(pos + nws); c2 == '\r' || c2 == '\n' {
+				lastRN = pos + nws + 1
+			}
+			nws++
+		}
+		if lastRN > 0 {
+			pos = lastRN
+			s.add(pos)
+			continue
+		}
+		if nws > 1 && s.cpt(pos+nws) != outOfRange {
+			pos += nws - 1
+			s.add(pos)
+			continue
+		}
+		if nws > 0 {
+			pos += nws
+			s.add(pos)
+			continue
+		}
+		pos++
+		s.add(pos)
+	}
+	return s.out
+}
+
 // scanAFMoEDigits splits digit runs into a leading group of len%3 digits and
 // then groups of three, keeping everything else as it is
 // (unicode_regex_split_custom_afmoe).
@@ -264,6 +384,7 @@ const (
 	reLlama3     = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 	reLlama3Alt  = `(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 	reAFMoEDigit = `\p{AFMoE_digits}`
+	reKimiK2     = `\p{Han}+`
 )
 
 // customScanner returns the scanner llama.cpp would use for expr, if any.
@@ -275,6 +396,8 @@ func customScanner(expr string) scanner {
 		return scanLlama3
 	case reAFMoEDigit:
 		return scanAFMoEDigits
+	case reKimiK2:
+		return scanKimiK2
 	}
 	return nil
 }
