@@ -21,6 +21,7 @@ for w in f32 f16 q8_0 q4_0 nf4; do
 	W=$(echo "$w" | tr a-z A-Z)
 	variant "gemm_nt_$w" gemm.comp -DB_T "-DW_$W"
 	variant "gemm_nn_$w" gemm.comp "-DW_$W"
+	variant "gemv_$w" gemv.comp "-DW_$W"
 	variant "embed_$w" embed.comp "-DW_$W"
 done
 variant gemm_tn_f32 gemm.comp -DA_T -DW_F32

@@ -23,6 +23,13 @@ type Options struct {
 	MaxBindingBytes uint64
 }
 
+// gemvMode values.
+const (
+	gemvAuto = iota
+	gemvSerial
+	gemvReduce
+)
+
 // AutoDevice as Options.Index lets New choose the device.
 const AutoDevice = -1
 
@@ -40,6 +47,9 @@ type Backend struct {
 	align   uint64
 	maxWG   uint32
 	gemmCfg gemmConfig
+	// gemvMode overrides the matrix-vector kernel choice (one invocation per
+	// output on CPU devices, a workgroup reduction elsewhere); tests cover both.
+	gemvMode int
 
 	mu      sync.Mutex
 	eager   *stream   // ops recorded for immediate submission

@@ -260,11 +260,43 @@ func TestGEMMTiles(t *testing.T) {
 			skip = append(skip, name)
 		}
 	}
-	for _, g := range []gemmConfig{smallTiles, largeTiles, {BM: 64, BN: 64, BK: 8, TM: 8, TN: 8}} {
+	for i, g := range []gemmConfig{smallTiles, largeTiles, {BM: 64, BN: 64, BK: 8, TM: 8, TN: 8}} {
 		t.Run(fmt.Sprintf("%dx%dx%d_%dx%d", g.BM, g.BN, g.BK, g.TM, g.TN), func(t *testing.T) {
 			b := open(t, Options{})
 			b.gemmCfg = g
+			// the matrix-vector kernel takes MatMul's single-row cases: both kinds.
+			b.gemvMode = []int{gemvReduce, gemvSerial, gemvReduce}[i]
 			backendtest.Run(t, b, backendtest.Options{Short: true, Skip: skip})
 		})
+	}
+}
+
+// TestGEMV covers the matrix-vector kernels (both kinds) for 1 to 4 rows, with
+// and without accumulation, on every weight type.
+func TestGEMV(t *testing.T) {
+	r := ref.New()
+	defer r.Close()
+	rng := rand.New(rand.NewPCG(4, 4))
+	for _, mode := range []int{gemvSerial, gemvReduce} {
+		b := open(t, Options{})
+		b.gemvMode = mode
+		for _, dt := range []backend.DType{backend.F32, backend.F16, backend.Q8_0, backend.Q4_0, backend.NF4} {
+			for _, m := range []int{1, 3, 4} {
+				k, n := 128, 37
+				raw := quantize(t, dt, randVec(rng, n*k, 1), k)
+				xv, yv := randVec(rng, m*k, 1), randVec(rng, m*n, 1)
+				var got [2][]float32
+				for i, be := range []backend.Backend{b, r} {
+					w, err := be.FromBytes(dt, []int{n, k}, raw)
+					must(t, err)
+					x, y := upload(t, be, xv, m, k), upload(t, be, yv, m, n)
+					must(t, be.MatMul(y, x, w, true))
+					got[i] = read(t, be, y)
+				}
+				if err := close(got[0], got[1], 1e-4); err != nil {
+					t.Errorf("mode %d, %v, %d rows, accumulate: %v", mode, dt, m, err)
+				}
+			}
+		}
 	}
 }

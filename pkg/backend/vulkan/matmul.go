@@ -2,6 +2,7 @@ package vulkan
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/lora-dev/lora/pkg/backend"
 	"github.com/lora-dev/lora/pkg/backend/vulkan/vk"
@@ -34,6 +35,9 @@ func defaultGemm(d vk.DeviceInfo) gemmConfig {
 	}
 	return gemmConfig{}
 }
+
+// gemvRows is the most rows MatMul sends to the matrix-vector kernel.
+const gemvRows = 4
 
 // tiles picks the configuration for an M x N product.
 func (b *Backend) tiles(M, N int) gemmConfig {
@@ -91,8 +95,18 @@ func (b *Backend) rowRanges(op string, t *tensor) ([]rowRange, error) {
 
 // gemm records C[m, n] (+)= sum_k A(m, k) B(k, n); see shaders/gemm.comp.
 func (b *Backend) gemm(op, variant string, M, N, K, lda, ldc, aOff, cOff int, a, w, c vk.View, wbase, wrow uint32, acc bool) error {
-	g := b.tiles(M, N)
 	push := []uint32{uint32(M), uint32(N), uint32(K), uint32(lda), uint32(ldc), uint32(aOff), uint32(cOff), wbase, wrow, boolU(acc)}
+	if M <= gemvRows && strings.HasPrefix(variant, "gemm_nt_") {
+		// decoding: a tile of 64+ rows would be almost all padding.
+		name := "gemv_" + strings.TrimPrefix(variant, "gemm_nt_")
+		binds := []binding{in("activations", a), in("w", w), out("out", c)}
+		if serial := b.info.Type == "cpu"; b.gemvMode == gemvSerial || serial && b.gemvMode != gemvReduce {
+			wg := b.wg(64)
+			return b.dispatch(op, name, []uint32{wg, 1}, binds, push, ceilDiv(uint64(M)*uint64(N), uint64(wg)))
+		}
+		return b.dispatch(op, name, []uint32{b.wg(64), 0}, binds, push, uint64(M)*uint64(N))
+	}
+	g := b.tiles(M, N)
 	gx, gy := ceilDiv(uint64(N), uint64(g.BN)), ceilDiv(uint64(M), uint64(g.BM))
 	if gx > uint64(b.info.MaxWorkgroupCount[0]) || gy > uint64(b.info.MaxWorkgroupCount[1]) {
 		return fmt.Errorf("%s: a %dx%d product needs %dx%d workgroups, above the device's grid", op, M, N, gx, gy)
