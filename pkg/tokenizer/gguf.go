@@ -139,6 +139,7 @@ func VocabFromGGUF(f *gguf.File) (Vocab, error) {
 			*s.id = int32(id)
 		}
 	}
+	v.Name, _ = f.String("general.name")
 	for _, key := range []string{keyEOT, keyEOM} {
 		if id, ok := f.Uint(key); ok && id < n {
 			v.EOG = append(v.EOG, int32(id))

@@ -48,6 +48,11 @@ type Vocab struct {
 	// EOG lists end-of-generation tokens besides EOS (end of turn, end of
 	// message); tokens with well-known end texts are added automatically.
 	EOG []int32
+
+	// Name is the model name (general.name); llama.cpp sets some token
+	// attributes by it (Phi-3's special tokens swallow the spaces after
+	// them).
+	Name string
 }
 
 // EncodeOptions controls Encode.
@@ -191,10 +196,58 @@ func New(v Vocab) (*Tokenizer, error) {
 	if err := t.setTokens(v.Tokens, v.Scores, v.Types); err != nil {
 		return nil, err
 	}
+	t.promoteControls()
+	t.nameAttrs(v.Name)
 	if err := t.finish(); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// promoteControls applies llama.cpp's load-time fixes: end-of-turn and
+// fill-in-the-middle markers become control tokens even when the file calls
+// them normal, and gpt-oss's channel markers become user-defined.
+func (t *Tokenizer) promoteControls() {
+	for i, s := range t.tokens {
+		if eogTexts[s] {
+			t.attrs[i] |= attrControl
+		}
+		switch s {
+		case "<|channel|>", "<|message|>", "<|start|>", "<|constrain|>":
+			t.attrs[i] = attrUser
+		}
+	}
+}
+
+// nameAttrs sets the strip attributes llama.cpp derives from the model
+// name and the pre-tokenizer name.
+func (t *Tokenizer) nameAttrs(name string) {
+	name = strings.ToLower(name)
+	set := func(text string, a attr, on bool) {
+		if id, ok := t.ids[text]; ok {
+			if on {
+				t.attrs[id] |= a
+			} else {
+				t.attrs[id] &^= a
+			}
+		}
+	}
+	switch {
+	case strings.Contains(t.pre, "jina-v2-de") || strings.Contains(t.pre, "jina-v2-es") || strings.Contains(t.pre, "jina-v2-code"):
+		set("<mask>", attrLStrip, true)
+	case strings.Contains(name, "phi-3") || strings.Contains(name, "phi3"):
+		for i, a := range t.attrs {
+			if a&(attrControl|attrUser|attrUnknown) != 0 {
+				t.attrs[i] |= attrRStrip
+			}
+		}
+		set("</s>", attrRStrip, true)
+		for _, s := range []string{"<unk>", "<s>", "<|endoftext|>"} {
+			set(s, attrRStrip, false)
+		}
+	case strings.Contains(name, "modern-bert"):
+		set("[MASK]", attrLStrip, true)
+	}
 }
 
 func (t *Tokenizer) setMerges(merges []string) error {
@@ -292,11 +345,6 @@ func (t *Tokenizer) finish() error {
 	}
 	if t.addEOS && t.eos == NoToken {
 		return errors.New("add_eos_token is true, but the vocabulary has no EOS token (tokenizer.ggml.eos_token_id)")
-	}
-	for i, s := range t.tokens {
-		if eogTexts[s] && t.attrs[i]&attrControl == 0 && t.hf == nil {
-			t.attrs[i] |= attrControl
-		}
 	}
 	if t.eog == nil {
 		t.eog = map[int32]bool{}

@@ -111,6 +111,33 @@ func TestDecodeCleanSpaces(t *testing.T) {
 	}
 }
 
+// TestNameAttributes checks llama.cpp's Phi-3 rule: special tokens swallow
+// the whitespace after them, so "<|user|>\n hi" encodes like "<|user|>hi".
+func TestNameAttributes(t *testing.T) {
+	v := Vocab{
+		Model:  ModelLlama,
+		Tokens: []string{"<unk>", "<s>", "</s>", "<|user|>", "▁", "h", "i", "▁h", "▁hi", "<0x0A>"},
+		Scores: []float32{0, 0, 0, 0, -1, -2, -3, -4, -5, 0},
+		Types:  []int32{TypeUnknown, TypeControl, TypeControl, TypeUserDefined, 1, 1, 1, 1, 1, TypeByte},
+		UNK:    0, BOS: 1, EOS: 2, PAD: NoToken, AddSpacePrefix: true,
+	}
+	plain, err := New(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Name = "Phi-3-mini-4k-instruct"
+	phi, err := New(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := phi.Encode("<|user|>\n hi", EncodeOptions{}), []int32{3, 8}; !equalIDs(got, want) {
+		t.Errorf("phi-3: got %v, want %v", got, want)
+	}
+	if got, want := plain.Encode("<|user|>\n hi", EncodeOptions{}), []int32{3, 4, 9, 8}; !equalIDs(got, want) {
+		t.Errorf("plain: got %v, want %v", got, want)
+	}
+}
+
 func TestNewErrors(t *testing.T) {
 	base := Vocab{Model: ModelLlama, Tokens: []string{"<unk>", "a"}, BOS: NoToken, EOS: NoToken, UNK: 0, PAD: NoToken}
 	for name, mod := range map[string]func(*Vocab){
