@@ -186,10 +186,13 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 			fmt.Fprintf(rc.Log, "note: %s stays %s (%s)\n", tr.Name, tr.Stored, tr.Why)
 		}
 	}
-	need := EstimateMemory(m, opts)
-	if info.MemoryBytes > 0 && need.Total() > info.MemoryBytes {
+	need, err := EstimateMemory(m.Config, weightBytes(m), opts)
+	if err != nil {
+		return err
+	}
+	if info.MemoryBytes > 0 && uint64(need.Total) > info.MemoryBytes {
 		return fmt.Errorf("training needs about %s of device memory but %s has %s: lower micro_batch_size (now %d) or cutoff_len (now %d), or quantize the base (model.quantize: q4_0)",
-			human(need.Total()), info.Device, human(info.MemoryBytes), opts.MicroBatch, opts.CutoffLen)
+			human(uint64(need.Total)), info.Device, human(info.MemoryBytes), opts.MicroBatch, opts.CutoffLen)
 	}
 	var init *adapter.Adapter
 	if ia := s.Train.InitAdapter; ia != "" {
@@ -210,7 +213,7 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		return err
 	}
 	fmt.Fprintf(rc.Log, "training %d examples (%d held out), %d steps of %d (micro-batch %d × %d accumulation), %d trainable parameters, about %s of device memory\n",
-		len(data), len(evalData), t.Plan.TotalSteps, opts.BatchSize, opts.MicroBatch, t.Plan.Accumulation(), t.Params(), human(need.Total()))
+		len(data), len(evalData), t.Plan.TotalSteps, opts.BatchSize, opts.MicroBatch, t.Plan.Accumulation(), t.Params(), human(uint64(need.Total)))
 	loop := &Loop{T: t, Data: data, Eval: evalData, Checkpoints: rc.Checkpoints, Log: rc.Log,
 		Metrics: func(mt Metrics) { rc.Metrics(mt.Record()) }}
 	if rc.Resume != "" {
@@ -304,58 +307,80 @@ func human(b uint64) string {
 	return fmt.Sprintf("%d B", b)
 }
 
-// Memory is an estimate of the device memory a training run needs.
-type Memory struct {
-	Weights     uint64 // frozen base, by storage type
-	Adapters    uint64 // A and B
-	Optimizer   uint64 // gradients and AdamW moments
-	Activations uint64 // saved activations and gradients at micro-batch × cutoff
-	ByType      map[string]uint64
+// EstimateMemory predicts the device memory of training m with o (the
+// estimator in pkg/model counts exactly what the model and trainer allocate).
+func EstimateMemory(c model.Config, weightBytes int64, o Options) (model.MemoryEstimate, error) {
+	return model.EstimateMemory(c, weightBytes, model.TrainPlan{Rank: o.Rank, Targets: o.Targets,
+		Batch: o.MicroBatch, Seq: o.CutoffLen, Dropout: o.Dropout > 0})
 }
 
-// Total is the sum of the parts.
-func (m Memory) Total() uint64 { return m.Weights + m.Adapters + m.Optimizer + m.Activations }
+func weightBytes(m *model.Model) int64 {
+	var b int64
+	for _, t := range m.Tensors {
+		if len(t.Shape) == 0 {
+			continue
+		}
+		n := int64(1)
+		for _, s := range t.Shape {
+			n *= int64(s)
+		}
+		cols := int64(t.Shape[len(t.Shape)-1])
+		b += n / cols * int64(t.Stored.RowBytes(int(cols)))
+	}
+	return b
+}
 
-// EstimateMemory mirrors what model.NewActivations and the trainer allocate.
-func EstimateMemory(m *model.Model, o Options) Memory {
-	c := m.Config
-	mem := Memory{ByType: map[string]uint64{}}
-	for _, tr := range m.Tensors {
-		n := 1
-		for _, d := range tr.Shape {
-			n *= d
-		}
-		var b uint64
-		if len(tr.Shape) > 0 {
-			rows := n / tr.Shape[len(tr.Shape)-1]
-			b = uint64(rows) * uint64(tr.Stored.RowBytes(tr.Shape[len(tr.Shape)-1]))
-		}
-		mem.Weights += b
-		mem.ByType[tr.Stored.String()] += b
-	}
-	var lora uint64
-	for range c.Layers {
-		for _, mod := range o.Targets {
-			out, in := c.Shape(mod)
-			lora += uint64(o.Rank * (out + in))
+// Plan describes the train stage for `lora plan`: examples, steps, trainable
+// parameters, the tensors kept unquantized, and device memory by part.
+func (stageKind) Plan(ctx context.Context, pc *pipeline.PlanContext) ([]string, error) {
+	s := pc.Stage
+	var lines []string
+	cutoff := 0
+	examplesN := -1
+	if in, err := inputStage(pc.Recipe, s); err == nil {
+		if dir, ok := pc.Inputs[in]; ok {
+			if st, err := examples.ReadStats(dir); err == nil {
+				cutoff, examplesN = st.MaxLen, st.Examples
+				lines = append(lines, fmt.Sprintf("examples: %d (%d tokens, %d trained); %d held out", st.Examples, st.Tokens, st.TrainedTokens, st.EvalExamples))
+			}
+		} else if st := pc.Recipe.Stage(in); st != nil && st.Format != nil {
+			cutoff = st.Format.CutoffLen
+		} else if st != nil && st.Chunk != nil {
+			cutoff = st.Chunk.CutoffLen
 		}
 	}
-	mem.Adapters = 4 * lora
-	mem.Optimizer = 3 * 4 * lora
-	n := uint64(o.MicroBatch * o.CutoffLen)
-	dim, q, kv, ffn := uint64(c.Dim), uint64(c.QDim()), uint64(c.KVDim()), uint64(c.FFN)
-	perLayer := n*(4*dim+2*q+2*kv+3*ffn) + uint64(o.MicroBatch*c.Heads*o.CutoffLen*o.CutoffLen)
-	for _, mod := range o.Targets {
-		_, in := c.Shape(mod)
-		perLayer += n * uint64(o.Rank)
-		if o.Dropout > 0 {
-			perLayer += n * uint64(in)
+	o, err := OptionsFrom(pc.Recipe, s, cutoff)
+	if err != nil {
+		return nil, err
+	}
+	if examplesN > 0 {
+		if p, err := NewPlan(examplesN, o.BatchSize, o.MicroBatch, o.Epochs, o.MaxSteps, o.Seed, true); err == nil {
+			lines = append(lines, fmt.Sprintf("steps: %d (%d per epoch, batch %d = micro-batch %d × %d accumulation), tokens per epoch ≤ %d",
+				p.TotalSteps, p.StepsPerEpoch, o.BatchSize, o.MicroBatch, p.Accumulation(), examplesN*o.CutoffLen))
 		}
 	}
-	act := uint64(c.Layers)*perLayer + n*dim*2 + 2*n*uint64(c.Vocab) + 4*n
-	grads := n * (2*dim + 2*q + 2*kv + 3*ffn + uint64(o.Rank) + max(dim, ffn))
-	mem.Activations = 4 * (act + grads)
-	return mem
+	if pc.Model == "" {
+		return append(lines, "memory: unknown until the model is fetched"), nil
+	}
+	d, err := model.Describe(pc.Model, model.LoadOptions{Quantize: pc.Quantize})
+	if err != nil {
+		return lines, err
+	}
+	for _, t := range d.Tensors {
+		if t.Kept {
+			lines = append(lines, fmt.Sprintf("kept %s: %s (%s)", t.Stored, t.Name, t.Why))
+		}
+	}
+	e, err := EstimateMemory(d.Config, d.WeightBytes, o)
+	if err != nil {
+		return lines, err
+	}
+	lines = append(lines,
+		fmt.Sprintf("trainable parameters: %d (rank %d on %v in %d layers)", e.TrainableParams, o.Rank, o.Targets, d.Config.Layers),
+		fmt.Sprintf("memory: %s total = weights %s + adapter %s + gradients %s + AdamW %s + activations %s (micro-batch %d × %d tokens)",
+			human(uint64(e.Total)), human(uint64(e.Weights)), human(uint64(e.Adapter)), human(uint64(e.Gradients)),
+			human(uint64(e.Optimizer)), human(uint64(e.Activations)), o.MicroBatch, o.CutoffLen))
+	return lines, nil
 }
 
 // saveAdapterPEFT writes a in PEFT layout for model m.
