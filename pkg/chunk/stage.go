@@ -3,6 +3,8 @@ package chunk
 import (
 	"context"
 	"fmt"
+	"os"
+	"unicode/utf8"
 
 	"github.com/lora-dev/lora/pkg/examples"
 	"github.com/lora-dev/lora/pkg/pipeline"
@@ -51,4 +53,65 @@ func StageOptions(s *recipe.Chunk) Options {
 		AddBOS:          s.AddBOS,
 		AddEOS:          s.AddEOS,
 	}
+}
+
+// planBytes is how much text `lora plan` tokenizes to estimate the counts.
+const planBytes = 64 << 10
+
+// Plan describes the stage for `lora plan` and, when the input and the
+// model are in the cache, estimates tokens and examples from the start of
+// the text.
+func (chunkKind) Plan(ctx context.Context, pc *pipeline.PlanContext) ([]string, error) {
+	s := pc.Stage.Chunk
+	o := StageOptions(s)
+	lines := []string{fmt.Sprintf("chunk %s: cutoff_len %d, overlap_len %d, newline_favor_len %d, hard cut %q, min_chars %d", s.Input, s.CutoffLen, s.OverlapLen, s.NewlineFavorLen, HardCut(s.HardCutString), s.MinChars)}
+	dir, ok := pc.Inputs[s.Input]
+	if !ok || pc.Model == "" {
+		return append(lines, "example and token counts: known once the input and the model are fetched"), nil
+	}
+	out, err := pipeline.ReadOutput(dir)
+	if err != nil {
+		return lines, err
+	}
+	files, err := Files(out.MainPath(dir))
+	if err != nil {
+		return lines, err
+	}
+	t, err := tokenizer.Load(pc.Model)
+	if err != nil {
+		return lines, err
+	}
+	var total int64
+	var head []byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return lines, err
+		}
+		total += int64(len(b))
+		if len(head) < planBytes {
+			head = append(head, b[:min(len(b), planBytes-len(head))]...)
+		}
+	}
+	for len(head) > 0 && !utf8.Valid(head) {
+		head = head[:len(head)-1] // a character cut at the sample's end
+	}
+	if len(head) == 0 {
+		return append(lines, "the text is empty"), nil
+	}
+	tok := examples.FromTokenizer(t)
+	width, err := o.check(tok.BOS() >= 0)
+	if err != nil {
+		return lines, err
+	}
+	n := int64(len(tok.Encode(string(head), tokenizer.EncodeOptions{})))
+	tokens := n * total / int64(len(head))
+	step := int64(width - o.OverlapLen)
+	windows := int64(1)
+	if tokens > int64(width) {
+		windows += (tokens - int64(width) + step - 1) / step
+	}
+	lines = append(lines, fmt.Sprintf("%d bytes in %d file(s) → ≈%d tokens, ≈%d examples of up to %d tokens (estimated from the first %d bytes; hard cuts add windows)",
+		total, len(files), tokens, windows, s.CutoffLen, len(head)))
+	return lines, ctx.Err()
 }

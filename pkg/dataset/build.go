@@ -62,14 +62,6 @@ type special struct {
 	id   int32
 }
 
-// Specials is implemented by tokenizers that can list their special
-// (control) tokens by text; the formatter then recognises them in template
-// text. Without it, only the BOS and EOS texts (such as "<s>" and "</s>")
-// are recognised.
-type Specials interface {
-	SpecialTokens() map[string]int32
-}
-
 // NewFormatter checks the options against the format.
 func NewFormatter(f *Format, tok examples.Tokenizer, opts Options) (*Formatter, error) {
 	fm := &Formatter{format: f, tok: tok, opts: opts, response: opts.ResponseField}
@@ -112,13 +104,16 @@ func NewFormatter(f *Format, tok examples.Tokenizer, opts Options) (*Formatter, 
 			fm.specials = append(fm.specials, special{text, id})
 		}
 	}
-	if s, ok := tok.(Specials); ok {
-		for text, id := range s.SpecialTokens() {
-			add(text, id)
-		}
+	// Control tokens (examples.Controls), else at least BOS and EOS.
+	for text, id := range examples.ControlTokens(tok) {
+		add(text, id)
 	}
-	add(tok.TokenText(tok.BOS()), tok.BOS())
-	add(tok.TokenText(tok.EOS()), tok.EOS())
+	if tok.BOS() >= 0 {
+		add(tok.TokenText(tok.BOS()), tok.BOS())
+	}
+	if tok.EOS() >= 0 {
+		add(tok.TokenText(tok.EOS()), tok.EOS())
+	}
 	// Longest first, so "<|im_start|>" wins over a shorter prefix.
 	slices.SortFunc(fm.specials, func(a, b special) int {
 		if len(a.text) != len(b.text) {
@@ -142,7 +137,8 @@ func (fm *Formatter) Example(rec Record) (examples.Example, Outcome) {
 	toks := fm.tokenize(r)
 	var ids []int32
 	var ends []int
-	if fm.tok.AddBOS() {
+	bos := fm.tok.AddBOS() && fm.tok.BOS() >= 0
+	if bos {
 		ids, ends = append(ids, fm.tok.BOS()), append(ends, 0)
 		if len(toks.IDs) > 0 && toks.IDs[0] == fm.tok.BOS() { // the template starts with "<s>"
 			toks.IDs, toks.Ends = toks.IDs[1:], toks.Ends[1:]
@@ -150,7 +146,7 @@ func (fm *Formatter) Example(rec Record) (examples.Example, Outcome) {
 	}
 	ids, ends = append(ids, toks.IDs...), append(ends, toks.Ends...)
 	from := 0
-	if fm.tok.AddBOS() {
+	if bos {
 		from = 1
 	}
 	if fm.opts.TrainOn == "response" {
@@ -160,7 +156,7 @@ func (fm *Formatter) Example(rec Record) (examples.Example, Outcome) {
 		from = len(ids)
 		if r.ResponseAt >= 0 {
 			for k := range ids {
-				if ends[k] > r.ResponseAt && !(k == 0 && fm.tok.AddBOS()) {
+				if ends[k] > r.ResponseAt && !(k == 0 && bos) {
 					from = k
 					break
 				}

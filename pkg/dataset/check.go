@@ -61,18 +61,28 @@ func Check(file string, f *Format, sample int) diag.List {
 	return ds
 }
 
-// CheckExamples formats and tokenizes the first sample records (all when
-// sample <= 0) as the format stage would, and warns when most of them would
-// be truncated at the cutoff or would have no trained token
-// (examples.Warnings). Option errors are returned as one error diagnostic.
-func CheckExamples(file string, f *Format, tok examples.Tokenizer, opts Options, sample int) diag.List {
+// Sample formats and tokenizes the first sample records (all when
+// sample <= 0) as the format stage would, without writing anything, and
+// returns their stats and how many records the file holds in all.
+func Sample(file string, f *Format, tok examples.Tokenizer, opts Options, sample int) (st examples.Stats, total int, err error) {
+	return sampleRecords(file, f, tok, opts, sample, true)
+}
+
+func sampleRecords(file string, f *Format, tok examples.Tokenizer, opts Options, sample int, countAll bool) (st examples.Stats, total int, err error) {
 	fm, err := NewFormatter(f, tok, opts)
 	if err != nil {
-		return diag.List{diag.Errorf(diag.Range{File: file}, "format-options", "%v", err)}
+		return st, 0, err
 	}
-	var st examples.Stats
-	n := 0
 	err = Read(file, func(r Record) error {
+		if sample > 0 && st.Records >= sample {
+			if !countAll {
+				return errEnough
+			}
+			total++
+			return nil
+		}
+		total++
+		st.Records++
 		ex, oc := fm.Example(r)
 		switch oc {
 		case Unmatched:
@@ -85,28 +95,36 @@ func CheckExamples(file string, f *Format, tok examples.Tokenizer, opts Options,
 		default:
 			st.Count(ex, false)
 		}
-		n++
-		if sample > 0 && n >= sample {
-			return errEnough
-		}
 		return nil
 	})
-	var ds diag.List
-	if err != nil && !errors.Is(err, errEnough) {
+	if errors.Is(err, errEnough) {
+		err = nil
+	}
+	return st, total, err
+}
+
+// CheckExamples formats and tokenizes the first sample records (all when
+// sample <= 0) as the format stage would, and warns when most of them would
+// be truncated at the cutoff or would have no trained token
+// (examples.Warnings), or all would be dropped. Option errors are returned
+// as one error diagnostic.
+func CheckExamples(file string, f *Format, tok examples.Tokenizer, opts Options, sample int) diag.List {
+	st, _, err := sampleRecords(file, f, tok, opts, sample, false)
+	if err != nil {
 		var d diag.Diagnostic
 		if errors.As(err, &d) {
 			return diag.List{d}
 		}
-		return diag.List{diag.Errorf(diag.Range{File: file}, "dataset-read", "%v", err)}
+		return diag.List{diag.Errorf(diag.Range{File: file}, "format-options", "%v", err)}
 	}
 	st.UnmatchedSkipped = 0 // Check reports unmatched records
-	ds = examples.Warnings(st, file)
+	ds := examples.Warnings(st, file)
 	if st.Examples == 0 && st.Dropped > 0 {
 		ds.Add(diag.Warningf(diag.Range{File: file}, "all-dropped", "all %d records checked are longer than cutoff_len %d and would be dropped", st.Dropped, opts.CutoffLen).
 			WithHint("raise cutoff_len, or use overflow: truncate"))
 	}
 	for i := range ds {
-		ds[i].Message = fmt.Sprintf("%s (checked %d records)", ds[i].Message, n)
+		ds[i].Message = fmt.Sprintf("%s (checked %d records)", ds[i].Message, st.Records)
 	}
 	return ds
 }

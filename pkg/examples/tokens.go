@@ -6,16 +6,45 @@ import (
 	"github.com/lora-dev/lora/pkg/tokenizer"
 )
 
-// Tokenizer is what the data stages need from a tokenizer. Text encodes
-// plain text: no BOS or EOS, and special-token text (such as "<s>") is
-// ordinary text. TokenText is a token's text as the bytes it decodes to.
+// Tokenizer is what the data stages need from a tokenizer; lora's
+// *tokenizer.Tokenizer is one. The stages call Encode with zero options
+// (no BOS or EOS, control-token text such as "<s>" is plain text) and add
+// BOS and EOS themselves. TokenText is a token's text as the bytes it
+// decodes to. BOS and EOS return a negative id when the vocabulary has none.
 type Tokenizer interface {
-	Text(text string) []int32
+	Encode(text string, opts tokenizer.EncodeOptions) []int32
 	TokenText(id int32) string
 	Decode(ids []int32) string
 	BOS() int32
 	EOS() int32
 	AddBOS() bool
+}
+
+// Controls is implemented by tokenizers that can say which tokens are
+// control tokens (*tokenizer.Tokenizer does); the format stage then
+// recognises their text in templates.
+type Controls interface {
+	VocabSize() int
+	IsControl(id int32) bool
+	Token(id int32) string
+}
+
+// ControlTokens maps the text of every control token of tok to its id (nil
+// when tok is not Controls).
+func ControlTokens(tok Tokenizer) map[string]int32 {
+	c, ok := tok.(Controls)
+	if !ok {
+		return nil
+	}
+	m := map[string]int32{}
+	for id := int32(0); int(id) < c.VocabSize(); id++ {
+		if c.IsControl(id) {
+			if s := c.Token(id); s != "" {
+				m[s] = id
+			}
+		}
+	}
+	return m
 }
 
 // Tokens is one tokenization of a text with, for each token, the byte offset
@@ -44,7 +73,7 @@ func (t Tokens) Start(k int) int {
 // the gap: the partition stays exact and monotone, only the split inside the
 // gap is approximate.
 func Encode(tok Tokenizer, text string) Tokens {
-	ids := tok.Text(text)
+	ids := tok.Encode(text, tokenizer.EncodeOptions{})
 	return Tokens{IDs: ids, Ends: align(text, ids, tok.TokenText)}
 }
 
@@ -166,30 +195,6 @@ func Labels(ids []int32, from int) []int32 {
 	return l
 }
 
-// FromTokenizer adapts a lora tokenizer to the data stages' Tokenizer. It
-// also lists the vocabulary's control tokens (SpecialTokens), so that the
-// format stage can recognise them in template text.
-func FromTokenizer(t *tokenizer.Tokenizer) Tokenizer { return adapter{t} }
-
-type adapter struct{ t *tokenizer.Tokenizer }
-
-func (a adapter) Text(s string) []int32           { return a.t.Encode(s, tokenizer.EncodeOptions{}) }
-func (a adapter) TokenText(id int32) string       { return a.t.TokenText(id) }
-func (a adapter) Decode(ids []int32) string       { return a.t.Decode(ids) }
-func (a adapter) BOS() int32                      { return a.t.BOS() }
-func (a adapter) EOS() int32                      { return a.t.EOS() }
-func (a adapter) AddBOS() bool                    { return a.t.AddBOS() && a.t.BOS() != tokenizer.NoToken }
-func (a adapter) Tokenizer() *tokenizer.Tokenizer { return a.t }
-
-// SpecialTokens maps the text of every control token to its id.
-func (a adapter) SpecialTokens() map[string]int32 {
-	m := map[string]int32{}
-	for id := int32(0); int(id) < a.t.VocabSize(); id++ {
-		if a.t.IsControl(id) {
-			if s := a.t.Token(id); s != "" {
-				m[s] = id
-			}
-		}
-	}
-	return m
-}
+// FromTokenizer returns t as the data stages' Tokenizer. (It is one
+// already; this remains for callers written against an adapter.)
+func FromTokenizer(t *tokenizer.Tokenizer) Tokenizer { return t }

@@ -104,3 +104,50 @@ func renameFile(err error, copyPath, source string) error {
 	d.Range.File = source
 	return d
 }
+
+// planSample is how many records `lora plan` formats to estimate the counts.
+const planSample = 256
+
+// Plan describes the stage for `lora plan` and, when the input and the model
+// are in the cache, estimates the examples and tokens per epoch from a
+// sample of the records.
+func (formatKind) Plan(ctx context.Context, pc *pipeline.PlanContext) ([]string, error) {
+	s := pc.Stage.Format
+	lines := []string{fmt.Sprintf("format %s with %s: train_on %s, cutoff_len %d (overflow: %s), add_eos %v", s.Input, s.Format, s.TrainOn, s.CutoffLen, s.Overflow, s.AddEOS)}
+	dir, ok := pc.Inputs[s.Input]
+	if !ok || pc.Model == "" {
+		return append(lines, "example and token counts: known once the input and the model are fetched"), nil
+	}
+	o, err := pipeline.ReadOutput(dir)
+	if err != nil {
+		return lines, err
+	}
+	f, err := Format(pc.Recipe, s.Format)
+	if err != nil {
+		return lines, err
+	}
+	tok, err := Tokenizer(pc.Model)
+	if err != nil {
+		return lines, err
+	}
+	st, total, err := dataset.Sample(o.MainPath(dir), f, tok, Options(s), planSample)
+	if err != nil {
+		return lines, err
+	}
+	if st.Records == 0 {
+		return append(lines, "the dataset has no records"), nil
+	}
+	scale := float64(total) / float64(st.Records)
+	est := func(n int64) int64 { return int64(float64(n)*scale + 0.5) }
+	how := "all records"
+	if st.Records < total {
+		how = fmt.Sprintf("estimated from the first %d", st.Records)
+	}
+	lines = append(lines, fmt.Sprintf("%d records → ≈%d examples, ≈%d tokens (%d trained) before any eval split; %d%% truncated, %d%% dropped (%s)",
+		total, est(int64(st.Examples)), est(st.Tokens), est(st.TrainedTokens),
+		100*st.Truncated/st.Records, 100*st.Dropped/st.Records, how))
+	for _, d := range examples.Warnings(st, "") {
+		lines = append(lines, d.Severity.String()+": "+d.Message)
+	}
+	return lines, ctx.Err()
+}

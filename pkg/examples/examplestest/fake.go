@@ -4,6 +4,8 @@ package examplestest
 import (
 	"strings"
 	"sync"
+
+	"github.com/lora-dev/lora/pkg/tokenizer"
 )
 
 // Fake is a word-level tokenizer with a vocabulary that grows as words
@@ -50,8 +52,19 @@ func Pieces(s string) []string {
 	return out
 }
 
-// Text encodes text without BOS or EOS.
-func (f *Fake) Text(text string) []int32 {
+// Encode encodes text, with BOS and EOS as opts asks.
+func (f *Fake) Encode(text string, opts tokenizer.EncodeOptions) []int32 {
+	ids := f.encode(text)
+	if opts.AddBOS {
+		ids = append([]int32{BOS}, ids...)
+	}
+	if opts.AddEOS {
+		ids = append(ids, EOS)
+	}
+	return ids
+}
+
+func (f *Fake) encode(text string) []int32 {
 	if f.DummyPrefix && text != "" {
 		text = " " + text
 	}
