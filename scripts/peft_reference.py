@@ -565,6 +565,6 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (FormatError, OSError, ValueError, KeyError) as e:
+    except (FormatError, OSError, ValueError, KeyError, TypeError, IndexError, struct.error) as e:
         print(f"peft_reference: {e}", file=sys.stderr)
         sys.exit(1)

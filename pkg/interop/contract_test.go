@@ -33,120 +33,126 @@ var llamaLoRAName = regexp.MustCompile(`^(blk\.(\d+)\.([a-z_]+)\.weight)\.lora_(
 //     ("has incorrect shape", "lora_a tensor is not transposed");
 //   - F32 data, as convert_lora_to_gguf.py --outtype f32 writes.
 func TestGGUFAdapterContract(t *testing.T) {
-	trainedA, cfg := trained(t)
-	base, err := gguf.Open(sharedData(t, "models/stories260K.gguf"))
+	for _, b := range bases {
+		for _, rs := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/rslora=%v", filepath.Base(b), rs), func(t *testing.T) {
+				checkContract(t, b, rs)
+			})
+		}
+	}
+}
+
+func checkContract(t *testing.T, baseFile string, rs bool) {
+	trainedA, cfg := trained(t, baseFile)
+	base, err := gguf.Open(sharedData(t, baseFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer base.Close()
 	baseArch, _ := base.String("general.architecture")
 
-	for _, rs := range []bool{false, true} {
-		t.Run(fmt.Sprintf("rslora=%v", rs), func(t *testing.T) {
-			a := *trainedA
-			a.RSLoRA = rs
-			path := filepath.Join(t.TempDir(), "adapter.gguf")
-			if err := adapter.SaveGGUF(path, &a, cfg); err != nil {
-				t.Fatal(err)
+	a := *trainedA
+	a.RSLoRA = rs
+	path := filepath.Join(t.TempDir(), "adapter.gguf")
+	if err := adapter.SaveGGUF(path, &a, cfg); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Version != 3 {
+		t.Errorf("GGUF version %d, want 3 (what gguf-py writes)", f.Version)
+	}
+	for key, want := range map[string]string{"general.type": "adapter", "adapter.type": "lora", "general.architecture": baseArch} {
+		v, ok := f.Lookup(key)
+		if !ok || v.Type != gguf.TypeString || v.Any() != want {
+			t.Errorf("%s = %v (type %v), want the string %q", key, v.Any(), v.Type, want)
+		}
+	}
+	// llama.cpp multiplies by alpha / r; an rsLoRA adapter must carry
+	// alpha·sqrt(r) to keep its scale alpha / sqrt(r).
+	wantAlpha := a.Alpha
+	if rs {
+		wantAlpha *= math.Sqrt(float64(a.Rank))
+	}
+	if v, ok := f.Lookup("adapter.lora.alpha"); !ok || v.Type != gguf.TypeFloat32 {
+		t.Errorf("adapter.lora.alpha = %v (type %v), want a float32 (llama.cpp's gguf_get_val_f32 asserts it)", v.Any(), v.Type)
+	} else if got := float64(v.Any().(float32)); math.Abs(got-wantAlpha) > 1e-5*wantAlpha {
+		t.Errorf("adapter.lora.alpha = %g, want %g (scale %g at r %d)", got, wantAlpha, float64(model.Scale(a.Alpha, a.Rank, rs)), a.Rank)
+	}
+
+	type pair struct{ a, b *gguf.TensorInfo }
+	pairs := map[string]*pair{}
+	for i := range f.Tensors {
+		ti := &f.Tensors[i]
+		m := llamaLoRAName.FindStringSubmatch(ti.Name)
+		if m == nil {
+			t.Errorf("tensor %q is not <base tensor>.lora_a/.lora_b (llama.cpp: unexpected suffix)", ti.Name)
+			continue
+		}
+		if ti.Type != gguf.F32 {
+			t.Errorf("%s has type %v, want F32", ti.Name, ti.Type)
+		}
+		p := pairs[m[1]]
+		if p == nil {
+			p = &pair{}
+			pairs[m[1]] = p
+		}
+		if m[4] == "a" {
+			p.a = ti
+		} else {
+			p.b = ti
+		}
+	}
+	if want := cfg.Layers * int(model.NumModules); len(pairs) != want {
+		t.Errorf("%d adapted tensors, want %d (7 linears × %d layers)", len(pairs), want, cfg.Layers)
+	}
+	for name, p := range pairs {
+		if p.a == nil || p.b == nil {
+			t.Errorf("%s: pair is missing one component", name)
+			continue
+		}
+		bt, ok := base.Tensor(name)
+		if !ok {
+			t.Errorf("%s does not exist in the base model", name)
+			continue
+		}
+		r := uint64(a.Rank)
+		if fmt.Sprint(p.a.Dims) != fmt.Sprint([]uint64{bt.Dims[0], r}) || fmt.Sprint(p.b.Dims) != fmt.Sprint([]uint64{r, bt.Dims[1]}) {
+			t.Errorf("%s: lora_a ne %v, lora_b ne %v; base ne %v: want [%d %d] and [%d %d]", name, p.a.Dims, p.b.Dims, bt.Dims, bt.Dims[0], r, r, bt.Dims[1])
+		}
+	}
+	// The data is the trained A and B (the base is a GGUF llama file,
+	// so the trainer's layout is already llama.cpp's).
+	for _, k := range a.Keys() {
+		name := fmt.Sprintf("blk.%d.%s.weight", k.Layer, k.Module.GGUFName())
+		for _, ab := range []struct {
+			suffix string
+			want   []float32
+		}{{".lora_a", a.Weights[k].A}, {".lora_b", a.Weights[k].B}} {
+			ti, ok := f.Tensor(name + ab.suffix)
+			if !ok {
+				continue
 			}
-			f, err := gguf.Open(path)
+			got, err := f.TensorFloat32(ti)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer f.Close()
-			if f.Version != 3 {
-				t.Errorf("GGUF version %d, want 3 (what gguf-py writes)", f.Version)
-			}
-			for key, want := range map[string]string{"general.type": "adapter", "adapter.type": "lora", "general.architecture": baseArch} {
-				v, ok := f.Lookup(key)
-				if !ok || v.Type != gguf.TypeString || v.Any() != want {
-					t.Errorf("%s = %v (type %v), want the string %q", key, v.Any(), v.Type, want)
+			for i := range got {
+				if got[i] != ab.want[i] {
+					t.Fatalf("%s%s[%d] = %g, trained %g", name, ab.suffix, i, got[i], ab.want[i])
 				}
 			}
-			// llama.cpp multiplies by alpha / r; an rsLoRA adapter must carry
-			// alpha·sqrt(r) to keep its scale alpha / sqrt(r).
-			wantAlpha := a.Alpha
-			if rs {
-				wantAlpha *= math.Sqrt(float64(a.Rank))
-			}
-			if v, ok := f.Lookup("adapter.lora.alpha"); !ok || v.Type != gguf.TypeFloat32 {
-				t.Errorf("adapter.lora.alpha = %v (type %v), want a float32 (llama.cpp's gguf_get_val_f32 asserts it)", v.Any(), v.Type)
-			} else if got := float64(v.Any().(float32)); math.Abs(got-wantAlpha) > 1e-5*wantAlpha {
-				t.Errorf("adapter.lora.alpha = %g, want %g (scale %g at r %d)", got, wantAlpha, float64(model.Scale(a.Alpha, a.Rank, rs)), a.Rank)
-			}
-
-			type pair struct{ a, b *gguf.TensorInfo }
-			pairs := map[string]*pair{}
-			for i := range f.Tensors {
-				ti := &f.Tensors[i]
-				m := llamaLoRAName.FindStringSubmatch(ti.Name)
-				if m == nil {
-					t.Errorf("tensor %q is not <base tensor>.lora_a/.lora_b (llama.cpp: unexpected suffix)", ti.Name)
-					continue
-				}
-				if ti.Type != gguf.F32 {
-					t.Errorf("%s has type %v, want F32", ti.Name, ti.Type)
-				}
-				p := pairs[m[1]]
-				if p == nil {
-					p = &pair{}
-					pairs[m[1]] = p
-				}
-				if m[4] == "a" {
-					p.a = ti
-				} else {
-					p.b = ti
-				}
-			}
-			if want := cfg.Layers * int(model.NumModules); len(pairs) != want {
-				t.Errorf("%d adapted tensors, want %d (7 linears × %d layers)", len(pairs), want, cfg.Layers)
-			}
-			for name, p := range pairs {
-				if p.a == nil || p.b == nil {
-					t.Errorf("%s: pair is missing one component", name)
-					continue
-				}
-				bt, ok := base.Tensor(name)
-				if !ok {
-					t.Errorf("%s does not exist in the base model", name)
-					continue
-				}
-				r := uint64(a.Rank)
-				if fmt.Sprint(p.a.Dims) != fmt.Sprint([]uint64{bt.Dims[0], r}) || fmt.Sprint(p.b.Dims) != fmt.Sprint([]uint64{r, bt.Dims[1]}) {
-					t.Errorf("%s: lora_a ne %v, lora_b ne %v; base ne %v: want [%d %d] and [%d %d]", name, p.a.Dims, p.b.Dims, bt.Dims, bt.Dims[0], r, r, bt.Dims[1])
-				}
-			}
-			// The data is the trained A and B (the base is a GGUF llama file,
-			// so the trainer's layout is already llama.cpp's).
-			for _, k := range a.Keys() {
-				name := fmt.Sprintf("blk.%d.%s.weight", k.Layer, k.Module.GGUFName())
-				for _, ab := range []struct {
-					suffix string
-					want   []float32
-				}{{".lora_a", a.Weights[k].A}, {".lora_b", a.Weights[k].B}} {
-					ti, ok := f.Tensor(name + ab.suffix)
-					if !ok {
-						continue
-					}
-					got, err := f.TensorFloat32(ti)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for i := range got {
-						if got[i] != ab.want[i] {
-							t.Fatalf("%s%s[%d] = %g, trained %g", name, ab.suffix, i, got[i], ab.want[i])
-						}
-					}
-				}
-			}
-			if t.Failed() {
-				return
-			}
-			// A second, independent reader sees the same header.
-			if _, err := os.Stat(python); err == nil {
-				crossCheckGGUF(t, path, f)
-			}
-		})
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	// A second, independent reader sees the same header.
+	if _, err := os.Stat(python); err == nil {
+		crossCheckGGUF(t, path, f)
 	}
 }
 
