@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/lora-dev/lora/pkg/dataset"
+	"github.com/lora-dev/lora/pkg/dataset/formatstage"
 	"github.com/lora-dev/lora/pkg/diag"
 	"github.com/lora-dev/lora/pkg/recipe"
 	"github.com/spf13/cobra"
@@ -71,11 +73,62 @@ func lintFiles(paths, sets []string) (diag.List, map[string][]byte) {
 		r, ds := recipe.Load(p, sets)
 		if r != nil {
 			sources[p] = r.Source
+			if !ds.HasErrors() {
+				ds = append(ds, dataChecks(r)...)
+			}
 		}
 		ds.Sort()
 		all = append(all, ds...)
 	}
 	return all, sources
+}
+
+// lintSample bounds how many records lint reads from each local dataset.
+const lintSample = 2000
+
+// dataChecks runs the format stage's own checks on local data: every
+// sampled record must match a template of the format (an error, or a
+// warning with skip_unmatched), and with a local model the sampled
+// examples are tokenized to warn when most would be truncated or have
+// nothing to train on. Remote data is checked when the stage runs.
+func dataChecks(r *recipe.Recipe) diag.List {
+	var ds diag.List
+	for _, s := range r.Stages {
+		if s.Format == nil {
+			continue
+		}
+		in := r.Stage(s.Format.Input)
+		if in == nil || in.Fetch == nil {
+			continue
+		}
+		file, ok := r.LocalFile(in.Fetch.Source)
+		if !ok {
+			continue
+		}
+		f, err := formatstage.Format(r, s.Format.Format)
+		if err != nil {
+			if inner := diag.FromError(err); len(inner) > 0 {
+				ds = append(ds, inner...)
+			} else {
+				ds.Add(diag.Errorf(r.At(s.Pos), "bad-format-file", "stages.%s: %v", s.Name, err))
+			}
+			continue
+		}
+		for _, d := range dataset.Check(file, f, lintSample) {
+			if d.Code == "unmatched-record" && s.Format.SkipUnmatched {
+				d.Severity = diag.Warning
+			}
+			ds.Add(d)
+		}
+		if model, ok := r.LocalFile(r.Model.Source); ok && !ds.HasErrors() {
+			tok, err := formatstage.Tokenizer(model)
+			if err != nil {
+				continue // the model's own problems are reported when it loads
+			}
+			ds = append(ds, dataset.CheckExamples(file, f, tok, formatstage.Options(s.Format), lintSample)...)
+		}
+	}
+	return ds
 }
 
 func writeLintText(w io.Writer, ds diag.List, sources map[string][]byte, files int) error {

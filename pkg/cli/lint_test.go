@@ -115,3 +115,42 @@ func TestLintJSON(t *testing.T) {
 		t.Errorf("clean JSON: exit %d\n%s", code, out)
 	}
 }
+
+// TestLintLocalData: lint runs the format stage's record checks on local
+// data, and with the real stories260K model the tokenizing checks too.
+func TestLintLocalData(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "records.jsonl", `{"instruction": "Say hi", "output": "Hi!"}
+{"question": "What?", "answer": "That."}
+`)
+	model := filepath.Join(dir, "model.gguf")
+	src := `version: 1
+name: local
+model: {source: MODEL}
+stages:
+  data:
+    fetch: {source: ./records.jsonl}
+  prompts:
+    format: {input: data, format: alpaca-chatbot SKIP}
+  train:
+    needs: [prompts]
+    train: {max_steps: 1}
+`
+	shared := filepath.Join("..", "..", "..", "shared", "data", "models", "stories260K.gguf")
+	if _, err := os.Stat(shared); err == nil {
+		model, _ = filepath.Abs(shared)
+	} else {
+		t.Log("../shared/data absent: checking records only")
+		writeFile(t, dir, "model.gguf", "not a model")
+	}
+	p := writeFile(t, dir, "r.yaml", strings.NewReplacer("MODEL", model, " SKIP", "").Replace(src))
+	code, out, _ := runLint(t, p)
+	if code != 2 || !strings.Contains(out, "records.jsonl:2:") {
+		t.Errorf("unmatched record not reported at records.jsonl:2 (exit %d):\n%s", code, out)
+	}
+	p = writeFile(t, dir, "r2.yaml", strings.NewReplacer("MODEL", model, " SKIP", ", skip_unmatched: true").Replace(src))
+	code, out, _ = runLint(t, p)
+	if code != 0 || !strings.Contains(out, "warning") {
+		t.Errorf("skip_unmatched: want exit 0 with a warning, got %d:\n%s", code, out)
+	}
+}

@@ -212,3 +212,28 @@ func (e *listError) Error() string {
 }
 
 func (e *listError) Unwrap() []error { return append([]error{ErrInvalid}, e.errs...) }
+
+// FromError collects the Diagnostics err wraps (as List.Err makes them),
+// through errors.Join, %w chains and Unwrap() []error. It returns nil when
+// there are none.
+func FromError(err error) List {
+	var out List
+	var walk func(error)
+	walk = func(e error) {
+		switch x := e.(type) {
+		case nil:
+		case Diagnostic:
+			out = append(out, x)
+		case *Diagnostic:
+			out = append(out, *x)
+		case interface{ Unwrap() []error }:
+			for _, w := range x.Unwrap() {
+				walk(w)
+			}
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
+		}
+	}
+	walk(err)
+	return out
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -101,5 +102,16 @@ func TestJSON(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), `"severity": "error"`) {
 		t.Errorf("severity not a name: %s", buf.String())
+	}
+}
+
+func TestFromError(t *testing.T) {
+	l := List{Errorf(At("a", 1, 1), "x", "one"), Warningf(At("a", 2, 1), "w", "warn"), Errorf(At("a", 3, 1), "y", "two")}
+	got := FromError(fmt.Errorf("load: %w", l.Err()))
+	if len(got) != 2 || got[0].Code != "x" || got[1].Code != "y" {
+		t.Errorf("FromError = %v", got)
+	}
+	if FromError(errors.New("plain")) != nil || FromError(nil) != nil {
+		t.Error("FromError found diagnostics in a plain error")
 	}
 }

@@ -298,3 +298,17 @@ func (r *Recipe) cycle() []string {
 	}
 	return nil
 }
+
+// IsRemote reports whether a go-getter source string names something off
+// this machine (http(s), git::, s3::, github.com/...); file:: and plain
+// paths are local.
+func IsRemote(source string) bool { return isRemote(source) }
+
+// LocalFile returns the path of a local source resolved against the
+// recipe's directory, and false for a remote source.
+func (r *Recipe) LocalFile(source string) (string, bool) {
+	if isRemote(source) {
+		return "", false
+	}
+	return r.Resolve(localPath(source)), true
+}
