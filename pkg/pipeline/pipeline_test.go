@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -559,6 +560,13 @@ func TestKilledRunLeavesNoHalfWrittenStage(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(runDirs[0], StagesDir, "train")); err == nil {
 		t.Fatal("killed stage published in the run directory")
 	}
+	// A half-made copy into the run and a half-written checkpoint, as a kill
+	// during publication would leave them (pid of the dead child).
+	pid := strconv.Itoa(cmd.Process.Pid)
+	halfRun := filepath.Join(runDirs[0], StagesDir, ".tmp-train-"+pid+"-1")
+	halfCkpt := filepath.Join(runDirs[0], CheckpointsDir, "train", ".tmp-step-000002-"+pid+"-1")
+	os.MkdirAll(halfRun, 0o755)
+	os.MkdirAll(halfCkpt, 0o755)
 	if _, ok := e.store.Stage(l.Stage("train").Key); ok {
 		t.Fatal("killed stage published in the store")
 	}
@@ -583,6 +591,11 @@ func TestKilledRunLeavesNoHalfWrittenStage(t *testing.T) {
 	}
 	if got := statuses(res.Lock); got != "data=cached prompts=cached train=ran eval=ran report=skipped" {
 		t.Errorf("after kill: %s", got)
+	}
+	for _, p := range []string{halfRun, halfCkpt} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s not cleaned", p)
+		}
 	}
 }
 

@@ -388,14 +388,11 @@ func (x *runner) setup() error {
 		x.lk = x.newLock(filepath.Base(x.runDir))
 	}
 	for _, d := range []string{StagesDir, CheckpointsDir, LogsDir} {
-		p := filepath.Join(x.runDir, d)
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			return err
-		}
-		if _, err := atomicfile.CleanTemp(p); err != nil {
+		if err := os.MkdirAll(filepath.Join(x.runDir, d), 0o755); err != nil {
 			return err
 		}
 	}
+	cleanRuns(filepath.Dir(x.runDir))
 	f, err := os.OpenFile(filepath.Join(x.runDir, MetricsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -404,6 +401,28 @@ func (x *runner) setup() error {
 	x.lk.Status = lock.StatusRunning
 	x.lk.Error = ""
 	return x.writeLock()
+}
+
+// cleanRuns removes what killed processes left in the runs of one recipe:
+// ".tmp-*" entries in each run's stages/ and checkpoints/<stage>/ whose
+// process is gone.
+func cleanRuns(base string) {
+	runs, _ := os.ReadDir(base)
+	for _, r := range runs {
+		if !r.IsDir() {
+			continue
+		}
+		dir := filepath.Join(base, r.Name())
+		atomicfile.CleanTemp(filepath.Join(dir, StagesDir))
+		ck := filepath.Join(dir, CheckpointsDir)
+		atomicfile.CleanTemp(ck)
+		stages, _ := os.ReadDir(ck)
+		for _, s := range stages {
+			if s.IsDir() {
+				atomicfile.CleanTemp(filepath.Join(ck, s.Name()))
+			}
+		}
+	}
 }
 
 func (x *runner) newLock(id string) *lock.Lock {
