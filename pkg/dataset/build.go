@@ -233,36 +233,61 @@ func Build(ctx context.Context, path string, f *Format, tok examples.Tokenizer, 
 		return examples.Stats{}, err
 	}
 	st := examples.Stats{Kind: "format", Source: filepath.Base(path) + " with format " + formatLabel(f)}
-	var exs []examples.Example
-	unmatched := map[string]int{}
-	err = Read(path, func(rec Record) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		st.Records++
-		ex, oc := fm.Example(rec)
-		switch oc {
-		case Unmatched:
-			if !fm.opts.SkipUnmatched {
-				return unmatchedError(path, rec, f)
+	// each calls fn with every example, in record order.
+	each := func(fn func(examples.Example) error) error {
+		return Read(path, func(rec Record) error {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			st.UnmatchedSkipped++
-			unmatched[strings.Join(rec.Set(), ",")]++
-			return nil
-		case Dropped:
-			st.Dropped++
-			return nil
-		case Truncated:
-			st.Truncated++
+			st.Records++
+			ex, oc := fm.Example(rec)
+			switch oc {
+			case Unmatched:
+				if !fm.opts.SkipUnmatched {
+					return unmatchedError(path, rec, f)
+				}
+				st.UnmatchedSkipped++
+				return nil
+			case Dropped:
+				st.Dropped++
+				return nil
+			case Truncated:
+				st.Truncated++
+			}
+			return fn(ex)
+		})
+	}
+	noExamples := func() error {
+		return fmt.Errorf("%s: no examples: %d records, %d dropped as longer than cutoff_len %d, %d unmatched (hint: raise cutoff_len or use overflow: truncate)", path, st.Records, st.Dropped, opts.CutoffLen, st.UnmatchedSkipped)
+	}
+	if fm.opts.EvalSplit == 0 {
+		// Stream: nothing is held in memory.
+		var readErr error
+		err := examples.Write(filepath.Join(out, examples.TrainFile), func(enc *examples.Encoder) error {
+			readErr = each(func(ex examples.Example) error {
+				st.Count(ex, false)
+				return enc.Add(ex)
+			})
+			return readErr
+		})
+		if readErr != nil {
+			return st, readErr
 		}
-		exs = append(exs, ex)
-		return nil
-	})
-	if err != nil {
+		if err != nil {
+			return st, err
+		}
+		if st.Examples == 0 {
+			return st, noExamples()
+		}
+		return st, examples.WriteStats(out, st)
+	}
+	// The held-out set depends on the number of examples: collect them.
+	var exs []examples.Example
+	if err := each(func(ex examples.Example) error { exs = append(exs, ex); return nil }); err != nil {
 		return st, err
 	}
 	if len(exs) == 0 {
-		return st, fmt.Errorf("%s: no examples: %d records, %d dropped as longer than cutoff_len %d, %d unmatched (hint: raise cutoff_len or use overflow: truncate)", path, st.Records, st.Dropped, opts.CutoffLen, st.UnmatchedSkipped)
+		return st, noExamples()
 	}
 	eval, err := evalSet(len(exs), fm.opts.EvalSplit, fm.opts.Seed)
 	if err != nil {
@@ -271,10 +296,8 @@ func Build(ctx context.Context, path string, f *Format, tok examples.Tokenizer, 
 	if err := writeSplit(filepath.Join(out, examples.TrainFile), exs, eval, false, &st); err != nil {
 		return st, err
 	}
-	if len(eval) > 0 {
-		if err := writeSplit(filepath.Join(out, examples.EvalFile), exs, eval, true, &st); err != nil {
-			return st, err
-		}
+	if err := writeSplit(filepath.Join(out, examples.EvalFile), exs, eval, true, &st); err != nil {
+		return st, err
 	}
 	return st, examples.WriteStats(out, st)
 }

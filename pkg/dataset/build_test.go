@@ -325,6 +325,32 @@ func TestEvalSplitCountAndDrop(t *testing.T) {
 	if st.Dropped != 14 || st.Examples != 3 || st.EvalExamples != 3 {
 		t.Errorf("stats %+v", st)
 	}
+	// Without an eval split the stage streams; same examples, in order.
+	out2 := t.TempDir()
+	st2, err := dataset.Build(context.Background(), p, f, tok, opts(func(o *dataset.Options) {
+		o.CutoffLen = 12
+		o.Overflow = "drop"
+	}), out2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := examples.ReadAll(out2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	train, _ := examples.ReadAll(out)
+	held, _ := examples.ReadEval(out)
+	if st2.Examples != 6 || st2.EvalExamples != 0 || len(all) != 6 || len(train)+len(held) != 6 {
+		t.Errorf("streamed stats %+v, %d examples; split %d + %d", st2, len(all), len(train), len(held))
+	}
+	if _, err := os.Stat(filepath.Join(out2, examples.EvalFile)); err == nil {
+		t.Error("eval.jsonl written without an eval split")
+	}
+	for i, ex := range all {
+		if want := 7 + i; len(ex.InputIDs) != want {
+			t.Errorf("example %d has %d tokens, want %d (record order)", i, len(ex.InputIDs), want)
+		}
+	}
 	_, err = dataset.Build(context.Background(), p, f, tok, opts(func(o *dataset.Options) {
 		o.EvalSplit = 7
 		o.CutoffLen = 12
