@@ -36,6 +36,10 @@ func TestLintGolden(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no golden cases: %v", err)
 	}
+	docs, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "lint.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, path := range files {
 		name := strings.TrimSuffix(filepath.Base(path), ".yaml")
 		t.Run(name, func(t *testing.T) {
@@ -58,6 +62,11 @@ func TestLintGolden(t *testing.T) {
 			}
 			if doc.Version != diag.JSONVersion || doc.Errors != ds.Count(diag.Error) || len(doc.Diagnostics) != len(ds) {
 				t.Errorf("JSON document header wrong: %+v", doc)
+			}
+			for _, d := range ds {
+				if !bytes.Contains(docs, []byte("| `"+d.Code+"` |")) {
+					t.Errorf("code %q is not documented in docs/lint.md", d.Code)
+				}
 			}
 			if name == "ok" && len(ds) != 0 {
 				t.Errorf("valid recipe has diagnostics:\n%s", txt.String())
