@@ -48,6 +48,20 @@ const (
 	Unmatched
 )
 
+func (o Outcome) String() string {
+	switch o {
+	case Kept:
+		return "kept"
+	case Truncated:
+		return "truncated"
+	case Dropped:
+		return "dropped"
+	case Unmatched:
+		return "unmatched"
+	}
+	return fmt.Sprintf("outcome(%d)", int(o))
+}
+
 // Formatter turns records into examples.
 type Formatter struct {
 	format   *Format
@@ -55,6 +69,7 @@ type Formatter struct {
 	opts     Options
 	response string
 	specials []special
+	first    [256]bool // first bytes of the specials' texts
 }
 
 type special struct {
@@ -113,6 +128,9 @@ func NewFormatter(f *Format, tok examples.Tokenizer, opts Options) (*Formatter, 
 	}
 	if tok.EOS() >= 0 {
 		add(tok.TokenText(tok.EOS()), tok.EOS())
+	}
+	for _, sp := range fm.specials {
+		fm.first[sp.text[0]] = true
 	}
 	// Longest first, so "<|im_start|>" wins over a shorter prefix.
 	slices.SortFunc(fm.specials, func(a, b special) int {
@@ -216,6 +234,9 @@ func (fm *Formatter) tokenize(r Rendered) examples.Tokens {
 }
 
 func (fm *Formatter) specialAt(s string) (special, bool) {
+	if !fm.first[s[0]] {
+		return special{}, false
+	}
 	for _, sp := range fm.specials {
 		if strings.HasPrefix(s, sp.text) {
 			return sp, true

@@ -378,7 +378,7 @@ func TestGoldenAlpacaExamples(t *testing.T) {
 	var b strings.Builder
 	for _, r := range []dataset.Record{recs[1], recs[4], recs[0]} {
 		ex, oc := fm.Example(r)
-		fmt.Fprintf(&b, "=== record %d: %d tokens, %d trained, outcome %d\n", r.Index, len(ex.InputIDs), ex.Trained(), oc)
+		fmt.Fprintf(&b, "=== record %d: %d tokens, %d trained, %s\n", r.Index, len(ex.InputIDs), ex.Trained(), oc)
 		for i, id := range ex.InputIDs {
 			p := fmt.Sprintf("%q", tk.TokenText(id))
 			if ex.Labels[i] != examples.Ignore {
