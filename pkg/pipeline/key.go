@@ -29,7 +29,7 @@ type Material struct {
 // ModelRef identifies the base model by content.
 type ModelRef struct {
 	SHA256   string `json:"sha256"`
-	Quantize string `json:"quantize"`
+	Quantize string `json:"quantize,omitempty"` // stages that compute with the weights
 }
 
 // Key returns the stage key: sha256 of the material's JSON.

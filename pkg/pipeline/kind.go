@@ -35,9 +35,9 @@ type Planner interface {
 // Uses says which recipe-wide settings change a kind's output; they go into
 // its stage key. Kinds that do not implement User get DefaultUses(kind).
 type Uses struct {
-	Model  bool // the base model's content and quantization (tokenizer included)
+	Model  bool // the base model's content (its tokenizer included)
 	Seed   bool // the recipe seed
-	Device bool // the device kind (cpu, vulkan)
+	Device bool // the device kind (cpu, vulkan) and, with Model, the model's quantization
 	GPU    bool // the shader set, when the device is a GPU
 }
 

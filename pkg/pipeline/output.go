@@ -20,6 +20,9 @@ const OutputFile = "stage.json"
 // StageMetricsFile is the stage's own copy of the metrics it reported.
 const StageMetricsFile = "metrics.jsonl"
 
+// maxOutputSize bounds the stage.json files ReadOutput accepts.
+const maxOutputSize = 64 << 20
+
 // OutputVersion is the format version of stage.json.
 const OutputVersion = 1
 
@@ -59,7 +62,11 @@ func (o *Output) MainPath(dir string) string {
 
 // ReadOutput reads dir/stage.json.
 func ReadOutput(dir string) (*Output, error) {
-	b, err := os.ReadFile(filepath.Join(dir, OutputFile))
+	p := filepath.Join(dir, OutputFile)
+	if fi, err := os.Stat(p); err == nil && fi.Size() > maxOutputSize {
+		return nil, fmt.Errorf("read %s: %d bytes is more than the %d-byte limit", p, fi.Size(), maxOutputSize)
+	}
+	b, err := os.ReadFile(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s is not a stage output (no %s)", dir, OutputFile)

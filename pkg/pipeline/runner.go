@@ -259,7 +259,12 @@ func (x *runner) material(s *recipe.Stage, k Kind, inputKeys map[string]string, 
 		}
 	}
 	if u.Model {
-		m.Model = &ModelRef{SHA256: modelSum, Quantize: quantizeOf(x.r, s)}
+		m.Model = &ModelRef{SHA256: modelSum}
+		if u.Device {
+			// Quantization changes what stages computing with the weights
+			// produce; format and chunk only read the tokenizer.
+			m.Model.Quantize = quantizeOf(x.r, s)
+		}
 	}
 	if u.Seed {
 		seed := x.r.Seed
