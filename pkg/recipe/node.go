@@ -347,9 +347,9 @@ func (c *converter) conv(an ast.Node) *node {
 		n.pos = c.at(v.Start)
 		n.m = c.blockMap(v.Start, v.Value.Value)
 	case *ast.MappingNode:
-		c.mapping(n, v.Values)
+		c.mapping(n, v.Values, v.IsFlowStyle)
 	case *ast.MappingValueNode:
-		c.mapping(n, []*ast.MappingValueNode{v})
+		c.mapping(n, []*ast.MappingValueNode{v}, false)
 	case *ast.SequenceNode:
 		n.kind = nSeq
 		for _, item := range v.Values {
@@ -394,7 +394,7 @@ func (c *converter) conv(an ast.Node) *node {
 	return n
 }
 
-func (c *converter) mapping(n *node, values []*ast.MappingValueNode) {
+func (c *converter) mapping(n *node, values []*ast.MappingValueNode, flow bool) {
 	n.kind = nMap
 	seen := map[string]*node{}
 	for _, mv := range values {
@@ -419,11 +419,8 @@ func (c *converter) mapping(n *node, values []*ast.MappingValueNode) {
 		n.keys = append(n.keys, k)
 		n.vals = append(n.vals, c.conv(mv.Value))
 	}
-	if len(n.keys) > 0 && !n.pos.IsValid() {
-		n.pos = n.keys[0].pos
-	}
-	if len(n.keys) > 0 && n.keys[0].pos.Line < n.pos.Line {
-		n.pos = n.keys[0].pos
+	if len(n.keys) > 0 && (!flow || !n.pos.IsValid()) {
+		n.pos = n.keys[0].pos // a block mapping starts at its first key
 	}
 }
 

@@ -255,6 +255,8 @@ func validateSchema(root *node) []schemaDiag {
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
 		switch e.ErrorKind.(type) {
+		case *kind.PropertyNames:
+			return // stage names: the decoder reports them with a hint
 		case *kind.Schema, *kind.Group, *kind.AllOf, *kind.Reference:
 			for _, c := range e.Causes {
 				walk(c)
