@@ -1,5 +1,7 @@
 package tokenizer
 
+import "strings"
+
 // byteNames holds "<0xNN>" for every byte.
 var byteNames [256]string
 
@@ -103,10 +105,59 @@ func splitSymbols(text string, syms []symbol) []symbol {
 	return syms
 }
 
+// spmCuttable reports whether no token holds a "▁" that follows something
+// other than "▁" (true of LLaMA's vocabulary). Then no merge can cross the
+// start of a "▁" run, and the text can be tokenized word by word with the
+// same result as in one piece, which is much faster on long texts.
+func spmCuttable(tokens []string) bool {
+	for _, s := range tokens {
+		for k := 1; k < len(s); k++ {
+			if strings.HasPrefix(s[k:], "▁") && !strings.HasSuffix(s[:k], "▁") {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // spm tokenizes one escaped fragment with llama.cpp's SentencePiece-style
 // algorithm: repeatedly merge the adjacent pair whose concatenation is the
 // highest-scoring token; text that forms no token falls back to byte tokens.
 func (t *Tokenizer) spm(text string, out []int32) []int32 {
+	if !t.spmCut || len(text) < 256 {
+		return t.spmRun(text, out)
+	}
+	// Cut where a "▁" starts a symbol (as llama.cpp splits the text into
+	// symbols by lead bytes) after something that does not end in "▁".
+	cache := make(map[string][]int32)
+	start := 0
+	flush := func(end int) {
+		w := text[start:end]
+		if ids, ok := cache[w]; ok {
+			out = append(out, ids...)
+		} else {
+			n := len(out)
+			out = t.spmRun(w, out)
+			if len(cache) < 1<<16 {
+				cache[w] = out[n:len(out):len(out)]
+			}
+		}
+		start = end
+	}
+	for off := 0; off < len(text); {
+		if off > start && strings.HasPrefix(text[off:], "▁") && !strings.HasSuffix(text[start:off], "▁") {
+			flush(off)
+		}
+		off += utf8Len(text[off])
+	}
+	if start < len(text) {
+		flush(len(text))
+	}
+	return out
+}
+
+// spmRun is the SentencePiece-style merge loop over one piece of text.
+func (t *Tokenizer) spmRun(text string, out []int32) []int32 {
 	syms := splitSymbols(text, make([]symbol, 0, len(text)))
 	h := bigramHeap{items: make([]bigram, 0, len(syms))}
 	try := func(l, r int) {

@@ -136,6 +136,7 @@ type Tokenizer struct {
 	cleanSpaces  bool
 
 	addSpacePrefix bool
+	spmCut         bool // SPM text may be cut into words (see spmCuttable)
 	bos, eos, unk  int32
 	pad            int32
 	addBOS, addEOS bool
@@ -196,6 +197,7 @@ func New(v Vocab) (*Tokenizer, error) {
 	if err := t.setTokens(v.Tokens, v.Scores, v.Types); err != nil {
 		return nil, err
 	}
+	t.spmCut = t.engine == engineSPM && spmCuttable(t.tokens)
 	t.promoteControls()
 	t.nameAttrs(v.Name)
 	if err := t.finish(); err != nil {

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,6 +78,35 @@ func TestSpecialTokens(t *testing.T) {
 	}
 	if got := tok.Encode("", EncodeOptions{AddBOS: true, AddEOS: true}); !equalIDs(got, []int32{1, 2}) {
 		t.Fatalf("empty text: %v", got)
+	}
+}
+
+// TestSPMWordCut checks that cutting SentencePiece input into words (the
+// fast path) gives exactly the ids of the single-piece merge loop.
+func TestSPMWordCut(t *testing.T) {
+	d := dataDir(t)
+	tok := loadGGUF(t, filepath.Join("tokenizers", "llama.cpp", "ggml-vocab-llama-spm.gguf"))
+	if !tok.spmCut {
+		t.Fatal("LLaMA vocabulary should allow word cutting")
+	}
+	shakespeare, err := os.ReadFile(filepath.Join(d, "datasets", "tinyshakespeare", "input.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inp, err := os.ReadFile(filepath.Join(d, "tokenizers", "llama.cpp", "ggml-vocab-llama-spm.gguf.inp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewSource(3))
+	texts := []string{string(shakespeare[:30000]), string(inp), strings.Repeat("▁ ▁▁a  b\xe2▁\xe2\x96 c", 50)}
+	for i := 0; i < 20; i++ {
+		texts = append(texts, randomText(r, 400)+"\xe2\x96\xe2▁▁x")
+	}
+	for i, text := range texts {
+		esc := escapeSpaces(" " + text)
+		if got, want := tok.spm(esc, nil), tok.spmRun(esc, nil); !equalIDs(got, want) {
+			t.Fatalf("text %d: word-cut ids differ from the single-piece ids (%d vs %d tokens)", i, len(got), len(want))
+		}
 	}
 }
 
