@@ -114,6 +114,11 @@ func (f fake) Run(ctx context.Context, rc *RunContext) error {
 	return nil
 }
 
+// Plan makes fake a Planner: lora plan shows what it knew.
+func (f fake) Plan(ctx context.Context, pc *PlanContext) ([]string, error) {
+	return []string{fmt.Sprintf("fake plan: %d cached inputs, model known %v, device %s", len(pc.Inputs), pc.Model != "", pc.Device)}, nil
+}
+
 func init() {
 	for _, k := range []string{recipe.KindFormat, recipe.KindChunk, recipe.KindTrain, recipe.KindEvaluate} {
 		Register(k, fake{k})
@@ -476,7 +481,8 @@ func TestPlan(t *testing.T) {
 	}
 	var b strings.Builder
 	p.WriteText(&b)
-	for _, want := range []string{"prompts", "← data", "why: definition changed: train.lora.rank 8 → 4", "2 cached"} {
+	for _, want := range []string{"prompts", "← data", "why: definition changed: train.lora.rank 8 → 4", "2 cached",
+		"fake plan: 1 cached inputs, model known true, device cpu"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("plan text lacks %q:\n%s", want, b.String())
 		}
