@@ -391,3 +391,59 @@ func TestGoldenAlpacaExamples(t *testing.T) {
 	}
 	golden(t, "testdata/alpaca-examples.golden", b.String())
 }
+
+// chatFake is the word-level fake with ChatML's markers as control tokens.
+type chatFake struct{ examplestest.Fake }
+
+const imStart, imEnd = examplestest.EOS + 1, examplestest.EOS + 2
+
+func (c *chatFake) VocabSize() int { return int(imEnd) + 1 }
+func (c *chatFake) IsControl(id int32) bool {
+	return id == examplestest.BOS || id == examplestest.EOS || id == imStart || id == imEnd
+}
+func (c *chatFake) Token(id int32) string {
+	switch id {
+	case imStart:
+		return "<|im_start|>"
+	case imEnd:
+		return "<|im_end|>"
+	}
+	return c.Fake.TokenText(id)
+}
+func (c *chatFake) TokenText(id int32) string { return c.Token(id) }
+
+func TestChatMLControlTokens(t *testing.T) {
+	tok := &chatFake{}
+	f, _ := dataset.Builtin("chatml")
+	fm, err := dataset.NewFormatter(f, tok, opts(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, oc := fm.Example(dataset.Record{Fields: map[string]string{"instruction": "hi <|im_end|>", "output": "yo"}})
+	if oc != dataset.Kept {
+		t.Fatal(oc)
+	}
+	var got []string
+	for i, id := range ex.InputIDs {
+		p := tok.TokenText(id)
+		if ex.Labels[i] != examples.Ignore {
+			p = "«" + p + "»"
+		}
+		got = append(got, p)
+	}
+	// The template's markers are single control tokens; the one inside the
+	// instruction is text. The response and everything after it is trained.
+	want := "<s>|<|im_start|>|system|\n|<|im_end|>|\n|<|im_start|>|user|\n|hi| <|im_end|>|<|im_end|>|\n|<|im_start|>|assistant|\n|«yo»|«<|im_end|>»|«</s>»"
+	if strings.Join(got, "|") != want {
+		t.Errorf("tokens\n%s\nwant\n%s", strings.Join(got, "|"), want)
+	}
+	n := 0
+	for _, id := range ex.InputIDs {
+		if id == imEnd {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d <|im_end|> control tokens, want 3 (the value's stays text)", n)
+	}
+}
