@@ -444,7 +444,8 @@ func (t *Tokenizer) AddBOS() bool { return t.addBOS }
 // AddEOS reports whether the model wants EOS added by default.
 func (t *Tokenizer) AddEOS() bool { return t.addEOS }
 
-// Model is the tokenizer model name ("llama", "gpt2").
+// Model is the tokenizer model name: "llama" or "gpt2" from GGUF, "hf-bpe"
+// for a tokenizer.json.
 func (t *Tokenizer) Model() string { return t.model }
 
 // Pre is the pre-tokenizer name, empty for llama models.
