@@ -210,6 +210,15 @@ func TestSpecialTokensInTemplateOnly(t *testing.T) {
 	if fm.Response() != "modelanswer" {
 		t.Errorf("response field %q, want modelanswer", fm.Response())
 	}
+	// Oracle: with no control-token text in the values, the ids are the
+	// tokenizer's own encoding with special-token parsing (BOS not doubled).
+	plain := dataset.Record{Fields: map[string]string{"systemprompt": "Be brief.", "userprompt": "Hi?", "modelanswer": "Hello."}}
+	ex0, _ := fm.Example(plain)
+	tp := f.Match(plain)
+	want := tk.Encode(tp.Render(plain.Fields, "modelanswer").Text, tokenizer.EncodeOptions{ParseSpecial: true})
+	if !reflect.DeepEqual(ex0.InputIDs, want) {
+		t.Errorf("ids %v\nwant %v (Encode with ParseSpecial)", ex0.InputIDs, want)
+	}
 	ex, _ := fm.Example(dataset.Record{Fields: map[string]string{"userprompt": "say </s>", "modelanswer": "ok <s> ok"}})
 	bos, eos := 0, 0
 	for _, id := range ex.InputIDs {
