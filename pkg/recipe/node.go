@@ -52,6 +52,8 @@ type node struct {
 	b   bool    // nBool
 
 	m *posMap // nString: source position of every rune of str
+
+	size int // values in the subtree with aliases expanded (bounds alias bombs)
 }
 
 func (n *node) rng() diag.Range {
@@ -275,13 +277,17 @@ func tokRange(file string, tk *token.Token) diag.Range {
 }
 
 type converter struct {
-	src     *source
-	anchors map[string]*node
-	ds      diag.List
-	depth   int
+	src      *source
+	anchors  map[string]*node
+	ds       diag.List
+	depth    int
+	tooLarge bool
 }
 
-const maxDepth = 64
+const (
+	maxDepth = 64
+	maxNodes = 100_000
+)
 
 func (c *converter) at(tk *token.Token) diag.Pos {
 	if tk == nil || tk.Position == nil {
@@ -390,6 +396,21 @@ func (c *converter) conv(an ast.Node) *node {
 	}
 	if n.kind != nMap && n.kind != nSeq && !n.end.IsValid() {
 		n.end = c.scalarEnd(n, an)
+	}
+	n.size = 1
+	for i := range n.keys {
+		n.size += 1 + n.vals[i].size
+	}
+	for _, v := range n.seq {
+		n.size += v.size
+	}
+	if n.size > maxNodes {
+		if !c.tooLarge {
+			c.tooLarge = true
+			c.ds.Add(diag.Errorf(diag.Range{File: c.src.name, Start: n.pos}, "too-large", "the YAML expands to more than %d values (through aliases)", maxNodes).
+				WithHint("a recipe is small; remove the repeated aliases"))
+		}
+		return &node{kind: nNull, file: n.file, pos: n.pos, end: n.end, size: 1}
 	}
 	return n
 }

@@ -18,6 +18,9 @@ import (
 // the Nth override (see SetSource).
 const SetFile = "--set"
 
+// maxRecipeBytes bounds a recipe file; real ones are a few kilobytes.
+const maxRecipeBytes = 1 << 20
+
 // SetSource returns the text diagnostics in SetFile point into: the
 // overrides, one a line.
 func SetSource(overrides []string) []byte { return []byte(strings.Join(overrides, "\n")) }
@@ -28,6 +31,10 @@ func SetSource(overrides []string) []byte { return []byte(strings.Join(overrides
 // syntax; no network, no GPU. The Recipe is nil only when the file cannot
 // be read or parsed; use it only when the list has no errors.
 func Load(path string, overrides []string) (*Recipe, diag.List) {
+	if st, err := os.Stat(path); err == nil && st.Size() > maxRecipeBytes {
+		return nil, diag.List{diag.Errorf(diag.Range{File: path}, "too-large", "the recipe is %d bytes, more than the %d allowed", st.Size(), maxRecipeBytes).
+			WithHint("a recipe describes data, it does not hold it: fetch large inputs in a stage")}
+	}
 	src, err := os.ReadFile(path)
 	if err != nil {
 		var ds diag.List
@@ -103,6 +110,10 @@ func checkVersion(file string, root *node) (diag.Diagnostic, bool) {
 	if v == nil {
 		return diag.Errorf(diag.Range{File: file, Start: root.pos, End: root.end}, "missing-version", "the recipe has no version").
 			WithHint("add `version: %d` as the first line", CurrentVersion), false
+	}
+	if v.kind == nString {
+		return diag.Errorf(v.rng(), "unsupported-version", "version must be a number, not the string %q", v.str).
+			WithHint("write `version: %d` without quotes", CurrentVersion), false
 	}
 	if i, ok := intOf(v); !ok || i != CurrentVersion {
 		return diag.Errorf(v.rng(), "unsupported-version", "unsupported recipe version %s; this lora reads version %d", v.str, CurrentVersion).

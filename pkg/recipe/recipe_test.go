@@ -258,3 +258,34 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestHostileYAML(t *testing.T) {
+	// a billion laughs: nine levels of ten aliases each
+	var b strings.Builder
+	b.WriteString("version: 1\nl0: &l0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i < 9; i++ {
+		fmt.Fprintf(&b, "l%d: &l%d [", i, i)
+		for j := range 10 {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*l%d", i-1)
+		}
+		b.WriteString("]\n")
+	}
+	_, ds := Parse("bomb.yaml", []byte(b.String()), nil)
+	found := false
+	for _, d := range ds {
+		found = found || d.Code == "too-large"
+	}
+	if !found {
+		t.Errorf("alias bomb not reported: %v", ds)
+	}
+	// deep nesting
+	deep := "version: 1\nx: " + strings.Repeat("[", 200) + strings.Repeat("]", 200) + "\n"
+	Parse("deep.yaml", []byte(deep), nil) // must not panic or hang
+	_, ds = Parse("v.yaml", []byte("version: \"1\"\n"), nil)
+	if len(ds) != 1 || !strings.Contains(ds[0].Message, "not the string") {
+		t.Errorf("quoted version: %v", ds)
+	}
+}

@@ -111,6 +111,30 @@ func TestSchemaMatchesTypes(t *testing.T) {
 			if !slices.Equal(want, got) {
 				t.Errorf("%s.%s: enum differs: Go %v, schema %v", path, key, want, got)
 			}
+			if f.Type == targetsType {
+				// anyOf: "all-linear" or a list of layer names
+				alts, _ := p["anyOf"].([]any)
+				var names []string
+				var hasAll bool
+				for _, a := range alts {
+					am := a.(map[string]any)
+					hasAll = hasAll || am["const"] == "all-linear"
+					if it, ok := am["items"].(map[string]any); ok {
+						for _, v := range it["enum"].([]any) {
+							names = append(names, v.(string))
+						}
+					}
+				}
+				var want []string
+				for k := range targetNames {
+					want = append(want, k)
+				}
+				sort.Strings(want)
+				sort.Strings(names)
+				if !hasAll || !slices.Equal(names, want) {
+					t.Errorf("%s.%s: targets differ: Go %v + all-linear, schema %v (all-linear %v)", path, key, want, names, hasAll)
+				}
+			}
 			ft := f.Type
 			if ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()
