@@ -24,6 +24,7 @@ import (
 
 	getter "github.com/hashicorp/go-getter/v2"
 	"github.com/lora-dev/lora/pkg/store"
+	"github.com/lora-dev/lora/pkg/version"
 )
 
 // OfflineEnv names the environment variable that turns on offline mode when set to 1 or true.
@@ -363,7 +364,8 @@ func getRemote(ctx context.Context, source, want string, opt Options) (*Result, 
 		src = noAutoArchive(src)
 	}
 	dst := filepath.Join(tmp, "get")
-	req := &getter.Request{Src: src, Dst: dst, Pwd: tmp, GetMode: getter.ModeAny, DisableSymlinks: true, Umask: 0o022}
+	req := &getter.Request{Src: src, Dst: dst, Pwd: tmp, GetMode: getter.ModeAny, DisableSymlinks: true, Umask: 0o022,
+		ProgressListener: &progress{w: opt.Log, every: 5 * time.Second, limit: opt.MaxBytes}}
 	got, err := client.Get(ctx, req)
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
@@ -463,6 +465,7 @@ func newClient(proto string, opt Options) *getter.Client {
 		}
 		g = &getter.HttpGetter{
 			Client:                hc,
+			Header:                http.Header{"User-Agent": []string{"lora/" + version.Version}},
 			Netrc:                 false,
 			XTerraformGetDisabled: true,
 			HeadFirstTimeout:      30 * time.Second,
@@ -501,4 +504,43 @@ func hardenedHTTPClient() *http.Client {
 			return nil
 		},
 	}
+}
+
+// progress prints a line every so often while a download runs, and
+// enforces the size limit: go-getter hands the listener the raw response
+// body, bypassing its own MaxBytes reader, so the limit must live here too.
+type progress struct {
+	w     io.Writer
+	every time.Duration
+	limit int64
+}
+
+func (p *progress) TrackProgress(src string, current, total int64, stream io.ReadCloser) io.ReadCloser {
+	return &progressReader{ReadCloser: stream, p: p, name: src, n: current, total: total, start: time.Now(), last: time.Now()}
+}
+
+type progressReader struct {
+	io.ReadCloser
+	p           *progress
+	name        string
+	n, total    int64
+	start, last time.Time
+}
+
+func (r *progressReader) Read(b []byte) (int, error) {
+	n, err := r.ReadCloser.Read(b)
+	r.n += int64(n)
+	if r.p.limit > 0 && r.n > r.p.limit {
+		return n, fmt.Errorf("%s: %w (more than %d bytes)", r.name, store.ErrTooLarge, r.p.limit)
+	}
+	if now := time.Now(); now.Sub(r.last) >= r.p.every {
+		r.last = now
+		rate := float64(r.n) / now.Sub(r.start).Seconds() / (1 << 20)
+		if r.total > 0 {
+			fmt.Fprintf(r.p.w, "downloading %s: %.1f of %.1f MiB (%.1f MiB/s)\n", r.name, float64(r.n)/(1<<20), float64(r.total)/(1<<20), rate)
+		} else {
+			fmt.Fprintf(r.p.w, "downloading %s: %.1f MiB (%.1f MiB/s)\n", r.name, float64(r.n)/(1<<20), rate)
+		}
+	}
+	return n, err
 }

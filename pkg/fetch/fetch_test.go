@@ -186,6 +186,33 @@ func TestSizeLimit(t *testing.T) {
 	}
 }
 
+// TestSizeLimitStreams checks that an endless response is cut off at the
+// limit rather than written to disk.
+func TestSizeLimitStreams(t *testing.T) {
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			return
+		}
+		chunk := make([]byte, 64<<10)
+		for i := 0; i < 1<<12; i++ { // up to 256 MiB
+			n, err := w.Write(chunk)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	_, err := Get(context.Background(), srv.URL+"/endless.bin", "", Options{Store: newStore(t), MaxBytes: 1 << 20})
+	if !errors.Is(err, store.ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+	if sent.Load() > 64<<20 {
+		t.Errorf("server sent %d bytes before the client stopped", sent.Load())
+	}
+}
+
 func TestOffline(t *testing.T) {
 	data := []byte("dataset")
 	srv, gets := server(t, map[string][]byte{"/d.json": data})
