@@ -79,6 +79,11 @@ func Rerun(ctx context.Context, l *lock.Lock, opt Options) (*Result, error) {
 	if l.Tool.Version != version.Version {
 		fmt.Fprintf(opt.logOrDiscard(), "warning: the run was made by lora %s, this is %s; stage keys differ, so every stage runs\n", l.Tool.Version, version.Version)
 	}
+	if l.Device.Kind != "" && opt.ResolveDevice != nil {
+		if kind, _, err := opt.ResolveDevice(r.Device); err == nil && kind != l.Device.Kind {
+			fmt.Fprintf(opt.logOrDiscard(), "warning: the run used a %s device and device %q is %s here; outputs of train and evaluate will differ\n", l.Device.Kind, r.Device, kind)
+		}
+	}
 	if err := VerifyInputs(ctx, l, r, opt); err != nil {
 		return nil, err
 	}
