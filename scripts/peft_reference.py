@@ -26,6 +26,12 @@ modes:
 
 It prints one JSON object: {"loss": ..., "tokens": ..., ...}.
 
+  --jobs FILE       evaluates many adapters over one reading of the base:
+                    FILE is JSONL of {"name": ..., "peft": DIR} or
+                    {"name": ..., "gguf_lora": FILE} (neither: the base), and
+                    each job prints one line, {"name", "loss", ...} or
+                    {"name", "error"} when the adapter is refused.
+
   --inspect FILE    dumps the metadata and tensor table of a GGUF or
                     safetensors file as JSON, read with this script's own
                     readers.
@@ -260,6 +266,8 @@ class Base:
     def __init__(self, path):
         g = GGUF(path)
         self.gguf = g
+        if g.get("general.type") == "adapter":
+            raise FormatError(f"{path}: is a LoRA adapter (general.type adapter), not a base model: pass it as --gguf-lora")
         arch = g.get("general.architecture")
         if arch not in ("llama", "mistral"):
             raise FormatError(f"{path}: architecture {arch!r}; this reference runs llama and mistral GGUF files (Q/K rows permuted by convert_hf_to_gguf.py)")
@@ -502,12 +510,50 @@ def read_examples(path):
     return exs
 
 
+# Errors that mean "this input is malformed", reported without a traceback.
+INPUT_ERRORS = (FormatError, OSError, ValueError, KeyError, TypeError, IndexError, struct.error)
+
+
+def evaluate(base, exs, peft=None, lora_path=None):
+    """The mean loss per trained token of base with one adapter (or none)."""
+    if peft and lora_path:
+        raise FormatError("--peft and --gguf-lora are exclusive: one adapter per run")
+    if lora_path:
+        lora = gguf_lora(base, lora_path)
+
+        def linear(i, stem, x):
+            y = x @ base.w[(i, stem)].T
+            if (i, stem) in lora:
+                a, b, s = lora[(i, stem)]
+                y = y + s * ((x @ a.T) @ b.T)
+            return y
+        rope, mode = rope_normal, "gguf"
+        adapted, scales = len(lora), sorted({s for _, _, s in lora.values()})
+    else:
+        w, adapted, scales = hf_linears(base, peft)
+
+        def linear(i, stem, x):
+            return x @ w[(i, stem)].T
+        rope, mode = rope_neox, "peft" if peft else "none"
+
+    total, count = 0.0, 0
+    for ids, labels in exs:
+        s, n = nll(forward(base, ids, linear, rope), ids, labels)
+        total += s
+        count += n
+    if count == 0:
+        raise FormatError("no trained label in any example")
+    return {"loss": total / count, "tokens": count, "mode": mode, "adapted": adapted, "scales": scales}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help="base model (llama GGUF, F32/F16 tensors)")
     p.add_argument("--examples", help="JSONL of {input_ids, labels}")
     p.add_argument("--peft", help="PEFT adapter directory (HF way)")
     p.add_argument("--gguf-lora", help="GGUF LoRA adapter (llama.cpp way)")
+    p.add_argument("--jobs", help="JSONL of {\"name\", \"peft\" or \"gguf_lora\"}: one result line each, "
+                                  "{\"name\", \"error\"} for a refused adapter (the base is read once)")
     p.add_argument("--inspect", help="dump a GGUF or safetensors file's header as JSON")
     args = p.parse_args()
 
@@ -524,8 +570,6 @@ def main():
         return
     if not args.model or not args.examples:
         p.error("--model and --examples are required (or --inspect FILE)")
-    if args.peft and args.gguf_lora:
-        p.error("--peft and --gguf-lora are exclusive: one adapter per run")
 
     base = Base(args.model)
     exs = read_examples(args.examples)
@@ -533,38 +577,25 @@ def main():
         if ids.min() < 0 or ids.max() >= base.embed.shape[0]:
             raise FormatError(f"{args.examples}: example {n} has a token id outside the vocabulary")
 
-    if args.gguf_lora:
-        lora = gguf_lora(base, args.gguf_lora)
-
-        def linear(i, stem, x):
-            y = x @ base.w[(i, stem)].T
-            if (i, stem) in lora:
-                a, b, s = lora[(i, stem)]
-                y = y + s * ((x @ a.T) @ b.T)
-            return y
-        rope, mode = rope_normal, "gguf"
-        adapted, scales = len(lora), sorted({s for _, _, s in lora.values()})
-    else:
-        w, adapted, scales = hf_linears(base, args.peft)
-
-        def linear(i, stem, x):
-            return x @ w[(i, stem)].T
-        rope, mode = rope_neox, "peft" if args.peft else "none"
-
-    total, count = 0.0, 0
-    for ids, labels in exs:
-        s, n = nll(forward(base, ids, linear, rope), ids, labels)
-        total += s
-        count += n
-    if count == 0:
-        raise FormatError(f"{args.examples}: no trained label in any example")
-    print(json.dumps({"loss": total / count, "tokens": count, "mode": mode,
-                      "adapted": adapted, "scales": scales}))
+    if not args.jobs:
+        print(json.dumps(evaluate(base, exs, args.peft, args.gguf_lora)))
+        return
+    if args.peft or args.gguf_lora:
+        p.error("--jobs takes the adapters from its file")
+    with open(args.jobs) as f:
+        jobs = [json.loads(line) for line in f if line.strip()]
+    for job in jobs:
+        try:
+            out = evaluate(base, exs, job.get("peft"), job.get("gguf_lora"))
+        except INPUT_ERRORS as e:
+            out = {"error": f"peft_reference: {e}"}
+        out["name"] = job.get("name", "")
+        print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
     try:
         main()
-    except (FormatError, OSError, ValueError, KeyError, TypeError, IndexError, struct.error) as e:
+    except INPUT_ERRORS as e:
         print(f"peft_reference: {e}", file=sys.stderr)
         sys.exit(1)

@@ -101,7 +101,18 @@ func execOutput(name string, args ...string) (string, error) {
 	return string(out), err
 }
 
+// job is one evaluation of a --jobs run: a PEFT directory, a GGUF LoRA
+// file, or neither (the base model alone).
+type job struct {
+	Name     string `json:"name"`
+	PEFT     string `json:"peft,omitempty"`
+	GGUFLoRA string `json:"gguf_lora,omitempty"`
+}
+
+// refLoss is the reference's answer to one job.
 type refLoss struct {
+	Name    string    `json:"name"`
+	Error   string    `json:"error"`
 	Loss    float64   `json:"loss"`
 	Tokens  int       `json:"tokens"`
 	Mode    string    `json:"mode"`
@@ -109,13 +120,44 @@ type refLoss struct {
 	Scales  []float64 `json:"scales"`
 }
 
-// refLossOf is the reference's loss of base (a path under ../shared/data)
-// over the JSONL examples, with the adapter flags in args.
-func refLossOf(t testing.TB, base, examples string, args ...string) refLoss {
+// referenceJobs evaluates every job with the reference over one reading of
+// base (a path under ../shared/data) and the JSONL examples, by job name.
+func referenceJobs(t testing.TB, base, examples string, jobs []job) map[string]refLoss {
 	t.Helper()
-	var r refLoss
-	reference(t, &r, append([]string{"--model", sharedData(t, base), "--examples", examples}, args...)...)
-	return r
+	script := needReference(t)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, j := range jobs {
+		if err := enc.Encode(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobsFile := filepath.Join(t.TempDir(), "jobs.jsonl")
+	if err := os.WriteFile(jobsFile, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, python, script, "--model", sharedData(t, base), "--examples", examples, "--jobs", jobsFile)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("peft_reference.py --jobs: %v\n%s", err, stderr.String())
+	}
+	out := map[string]refLoss{}
+	for _, line := range bytes.Split(bytes.TrimSpace(stdout.Bytes()), []byte("\n")) {
+		var r refLoss
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatalf("peft_reference.py --jobs: line %q: %v", line, err)
+		}
+		out[r.Name] = r
+	}
+	for _, j := range jobs {
+		if _, ok := out[j.Name]; !ok {
+			t.Fatalf("peft_reference.py --jobs: no result for %q\n%s", j.Name, stderr.String())
+		}
+	}
+	return out
 }
 
 func loadBase(t testing.TB, base string) *model.Model {
@@ -312,68 +354,71 @@ func TestLossAgreesWithReference(t *testing.T) {
 	for _, base := range bases {
 		t.Run(filepath.Base(base), func(t *testing.T) {
 			trainedA, cfg := trained(t, base)
+			dir := t.TempDir()
+			type variant struct {
+				name, format, path, mode string
+				a                        adapter.Adapter
+			}
+			var vs []variant
+			jobs := []job{{Name: "base"}}
+			for _, rs := range []bool{false, true} {
+				a := *trainedA
+				a.RSLoRA = rs
+				kind := "lora"
+				if rs {
+					kind = "rslora"
+				}
+				peftDir := filepath.Join(dir, kind+"-peft")
+				ggufPath := filepath.Join(dir, kind+".gguf")
+				if err := adapter.SavePEFT(peftDir, &a, cfg); err != nil {
+					t.Fatal(err)
+				}
+				if err := adapter.SaveGGUF(ggufPath, &a, cfg); err != nil {
+					t.Fatal(err)
+				}
+				vs = append(vs, variant{kind + "/PEFT", "PEFT", peftDir, "peft", a}, variant{kind + "/GGUF", "GGUF", ggufPath, "gguf", a})
+				jobs = append(jobs, job{Name: kind + "/PEFT", PEFT: peftDir}, job{Name: kind + "/GGUF", GGUFLoRA: ggufPath})
+			}
+			ref := referenceJobs(t, base, examples, jobs)
+
 			ourBase, n := ourLoss(t, base, "", exs)
-			refBase := refLossOf(t, base, examples)
+			refBase := ref["base"]
 			t.Logf("base model: ours %.9f, reference %.9f (relative %.2g, %d tokens)", ourBase, refBase.Loss, rel(ourBase, refBase.Loss), n)
-			if refBase.Tokens != n {
-				t.Fatalf("trained tokens: ours %d, reference %d", n, refBase.Tokens)
+			if refBase.Error != "" || refBase.Tokens != n {
+				t.Fatalf("reference on the base: %q, %d trained tokens (ours %d)", refBase.Error, refBase.Tokens, n)
 			}
 			if r := rel(ourBase, refBase.Loss); r > relTol {
 				t.Fatalf("base model loss: ours %.9f, reference %.9f (relative %.2g > %g): the forward pass disagrees with the HF LLaMA forward", ourBase, refBase.Loss, r, relTol)
 			}
-			for _, rs := range []bool{false, true} {
-				name := "lora"
-				if rs {
-					name = "rslora"
-				}
-				t.Run(name, func(t *testing.T) {
-					a := *trainedA
-					a.RSLoRA = rs
-					checkFormats(t, base, &a, cfg, exs, examples, refBase.Loss)
+			modules := cfg.Layers * int(model.NumModules)
+			for _, v := range vs {
+				t.Run(v.name, func(t *testing.T) {
+					r := ref[v.name]
+					if r.Error != "" {
+						t.Fatalf("the reference refused our %s adapter: %s", v.format, r.Error)
+					}
+					ours, nOurs := ourLoss(t, base, v.path, exs)
+					t.Logf("ours %.9f, reference %.9f (relative %.2g; base %.6f; scale %v)", ours, r.Loss, rel(ours, r.Loss), refBase.Loss, r.Scales)
+					if r.Mode != v.mode || r.Adapted != modules || r.Tokens != nOurs {
+						t.Fatalf("reference ran mode %q on %d linears and %d tokens, want %q, %d, %d", r.Mode, r.Adapted, r.Tokens, v.mode, modules, nOurs)
+					}
+					wantScale := float64(model.Scale(v.a.Alpha, v.a.Rank, v.a.RSLoRA))
+					if len(r.Scales) != 1 || rel(r.Scales[0], wantScale) > 1e-6 {
+						t.Errorf("reference read scale %v, want %g (alpha %g, r %d, rslora %v)", r.Scales, wantScale, v.a.Alpha, v.a.Rank, v.a.RSLoRA)
+					}
+					// The adapter must matter far more than the tolerance, or
+					// agreement would prove nothing. (The random base's LM head
+					// has tiny weights, so no adapter on the linears moves its
+					// loss much: about 0.5%; stories260K's moves by half.)
+					if d := rel(r.Loss, refBase.Loss); d < 20*relTol {
+						t.Fatalf("the adapter moves the reference loss by only %.2g relative: train it harder", d)
+					}
+					if d := rel(ours, r.Loss); d > relTol {
+						t.Errorf("%s adapter: our loss %.9f, reference %.9f (relative %.2g > %g)", v.format, ours, r.Loss, d, relTol)
+					}
 				})
 			}
 		})
-	}
-}
-
-// checkFormats saves a as PEFT and GGUF and compares our loss with each to
-// the reference's.
-func checkFormats(t *testing.T, base string, a *adapter.Adapter, cfg model.Config, exs []train.Example, examples string, refBase float64) {
-	t.Helper()
-	dir := t.TempDir()
-	peftDir := filepath.Join(dir, "peft")
-	ggufPath := filepath.Join(dir, "adapter.gguf")
-	if err := adapter.SavePEFT(peftDir, a, cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := adapter.SaveGGUF(ggufPath, a, cfg); err != nil {
-		t.Fatal(err)
-	}
-	wantScale := float64(model.Scale(a.Alpha, a.Rank, a.RSLoRA))
-	modules := cfg.Layers * int(model.NumModules)
-	for _, tc := range []struct{ format, path, flag, mode string }{
-		{"PEFT", peftDir, "--peft", "peft"},
-		{"GGUF", ggufPath, "--gguf-lora", "gguf"},
-	} {
-		ours, nOurs := ourLoss(t, base, tc.path, exs)
-		r := refLossOf(t, base, examples, tc.flag, tc.path)
-		t.Logf("%s adapter: ours %.9f, reference %.9f (relative %.2g; base %.6f; scale %v)", tc.format, ours, r.Loss, rel(ours, r.Loss), refBase, r.Scales)
-		if r.Mode != tc.mode || r.Adapted != modules || r.Tokens != nOurs {
-			t.Fatalf("%s: reference ran mode %q on %d linears and %d tokens, want %q, %d, %d", tc.format, r.Mode, r.Adapted, r.Tokens, tc.mode, modules, nOurs)
-		}
-		if len(r.Scales) != 1 || rel(r.Scales[0], wantScale) > 1e-6 {
-			t.Errorf("%s: reference read scale %v, want %g (alpha %g, r %d, rslora %v)", tc.format, r.Scales, wantScale, a.Alpha, a.Rank, a.RSLoRA)
-		}
-		// The adapter must matter far more than the tolerance, or
-		// agreement would prove nothing. (The random base's LM head has
-		// tiny weights, so no adapter on the linears moves its loss much:
-		// about 0.5%; stories260K's moves by half.)
-		if d := rel(r.Loss, refBase); d < 20*relTol {
-			t.Fatalf("%s: the adapter moves the reference loss by only %.2g relative: train it harder", tc.format, d)
-		}
-		if d := rel(ours, r.Loss); d > relTol {
-			t.Errorf("%s adapter: our loss %.9f, reference %.9f (relative %.2g > %g)", tc.format, ours, r.Loss, d, relTol)
-		}
 	}
 }
 
@@ -412,14 +457,16 @@ func TestReferenceSeesLayoutMistakes(t *testing.T) {
 	if err := adapter.SaveGGUF(ggufPath, wrongGGUF, cfg); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ name, flag, path string }{
-		{"PEFT with llama.cpp row order", "--peft", peftDir},
-		{"GGUF with HF row order", "--gguf-lora", ggufPath},
-	} {
-		r := refLossOf(t, base, examples, tc.flag, tc.path)
-		t.Logf("%s: reference %.9f, ours (correct adapter) %.9f, relative %.2g", tc.name, r.Loss, ours, rel(r.Loss, ours))
+	jobs := []job{{Name: "PEFT with llama.cpp row order", PEFT: peftDir}, {Name: "GGUF with HF row order", GGUFLoRA: ggufPath}}
+	ref := referenceJobs(t, base, examples, jobs)
+	for _, j := range jobs {
+		r := ref[j.Name]
+		if r.Error != "" {
+			t.Fatalf("%s: %s", j.Name, r.Error)
+		}
+		t.Logf("%s: reference %.9f, ours (correct adapter) %.9f, relative %.2g", j.Name, r.Loss, ours, rel(r.Loss, ours))
 		if d := rel(r.Loss, ours); d < 10*relTol {
-			t.Errorf("%s: reference loss %.9f is within %.2g of the correct %.9f: the reference does not see q/k row order", tc.name, r.Loss, d, ours)
+			t.Errorf("%s: reference loss %.9f is within %.2g of the correct %.9f: the reference does not see q/k row order", j.Name, r.Loss, d, ours)
 		}
 	}
 }
