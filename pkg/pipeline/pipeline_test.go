@@ -241,6 +241,9 @@ func TestSecondRunReusesEverything(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	if fi, err := os.Stat(filepath.Join(res.RunDir, StagesDir, "train", "out.txt")); err != nil || fi.Mode().Perm()&0o222 != 0 {
+		t.Errorf("stage output files must be read-only: %v %v", fi.Mode(), err)
+	}
 	data, _ := os.ReadFile(filepath.Join(res.RunDir, StagesDir, "data", "data.json"))
 	if string(data) != `[{"instruction":"a","output":"b"}]` {
 		t.Errorf("fetched data %q", data)

@@ -804,6 +804,11 @@ func (x *runner) stage(ctx context.Context, s *recipe.Stage, tag string) (err er
 	if err := writeOutput(tmp, o); err != nil {
 		return err
 	}
+	// Outputs are shared by hard links between the store and runs: make
+	// them read-only so that editing a run's file cannot alter the cache.
+	if err := readOnly(tmp); err != nil {
+		return err
+	}
 	if ctx.Err() != nil {
 		return ctx.Err() // nothing is published once interrupted
 	}
@@ -1010,4 +1015,18 @@ func trailingNumber(name string) int64 {
 	}
 	n, _ := strconv.ParseInt(name[i:], 10, 64)
 	return n
+}
+
+// readOnly removes write permission from every regular file under dir.
+func readOnly(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return os.Chmod(p, fi.Mode().Perm()&^0o222)
+	})
 }
