@@ -386,8 +386,8 @@ func TestGateFailsRunAndStaysFailedWhenCached(t *testing.T) {
 	if err2 != nil || o.Gate == nil || o.Gate.Passed {
 		t.Fatalf("eval output should be published with its failed gate: %+v %v", o, err2)
 	}
-	if res.Lock.Status != lock.StatusGate {
-		t.Errorf("lock status %s", res.Lock.Status)
+	if res.Lock.Status != lock.StatusGate || res.Lock.Stage("eval").Status != lock.StageRan {
+		t.Errorf("lock status %s, eval %s", res.Lock.Status, res.Lock.Stage("eval").Status)
 	}
 	_, err = e.run(t, e.opts())
 	if exitCode(err) != 3 || runs("evaluate") != 1 {

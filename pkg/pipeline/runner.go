@@ -644,7 +644,9 @@ func (x *runner) stage(ctx context.Context, s *recipe.Stage, tag string) (err er
 	sl.Kind = s.Kind
 	defer func() {
 		if err != nil && sl.Status != lock.StageSkipped {
-			if sl.Status != lock.StageCached || sl.Gate == nil {
+			if sl.Gate == nil || sl.Gate.Passed {
+				// A failed gate keeps its stage's ran or cached status: the
+				// stage finished; the run stopped on its result.
 				sl.Status = lock.StageFailed
 			}
 			sl.Error = err.Error()
