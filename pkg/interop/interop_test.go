@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -361,23 +362,22 @@ func TestLossAgreesWithReference(t *testing.T) {
 			}
 			var vs []variant
 			jobs := []job{{Name: "base"}}
-			for _, rs := range []bool{false, true} {
-				a := *trainedA
-				a.RSLoRA = rs
-				kind := "lora"
-				if rs {
-					kind = "rslora"
-				}
-				peftDir := filepath.Join(dir, kind+"-peft")
-				ggufPath := filepath.Join(dir, kind+".gguf")
-				if err := adapter.SavePEFT(peftDir, &a, cfg); err != nil {
+			plain, rs := *trainedA, *trainedA
+			rs.RSLoRA = true
+			for _, x := range []struct {
+				kind string
+				a    adapter.Adapter
+			}{{"lora", plain}, {"rslora", rs}, {"rank-pattern", rankPattern(trainedA, 2, model.Q, model.Down)}} {
+				peftDir := filepath.Join(dir, x.kind+"-peft")
+				ggufPath := filepath.Join(dir, x.kind+".gguf")
+				if err := adapter.SavePEFT(peftDir, &x.a, cfg); err != nil {
 					t.Fatal(err)
 				}
-				if err := adapter.SaveGGUF(ggufPath, &a, cfg); err != nil {
+				if err := adapter.SaveGGUF(ggufPath, &x.a, cfg); err != nil {
 					t.Fatal(err)
 				}
-				vs = append(vs, variant{kind + "/PEFT", "PEFT", peftDir, "peft", a}, variant{kind + "/GGUF", "GGUF", ggufPath, "gguf", a})
-				jobs = append(jobs, job{Name: kind + "/PEFT", PEFT: peftDir}, job{Name: kind + "/GGUF", GGUFLoRA: ggufPath})
+				vs = append(vs, variant{x.kind + "/PEFT", "PEFT", peftDir, "peft", x.a}, variant{x.kind + "/GGUF", "GGUF", ggufPath, "gguf", x.a})
+				jobs = append(jobs, job{Name: x.kind + "/PEFT", PEFT: peftDir}, job{Name: x.kind + "/GGUF", GGUFLoRA: ggufPath})
 			}
 			ref := referenceJobs(t, base, examples, jobs)
 
@@ -402,9 +402,8 @@ func TestLossAgreesWithReference(t *testing.T) {
 					if r.Mode != v.mode || r.Adapted != modules || r.Tokens != nOurs {
 						t.Fatalf("reference ran mode %q on %d linears and %d tokens, want %q, %d, %d", r.Mode, r.Adapted, r.Tokens, v.mode, modules, nOurs)
 					}
-					wantScale := float64(model.Scale(v.a.Alpha, v.a.Rank, v.a.RSLoRA))
-					if len(r.Scales) != 1 || rel(r.Scales[0], wantScale) > 1e-6 {
-						t.Errorf("reference read scale %v, want %g (alpha %g, r %d, rslora %v)", r.Scales, wantScale, v.a.Alpha, v.a.Rank, v.a.RSLoRA)
+					if want := scales(&v.a); fmt.Sprintf("%.6g", r.Scales) != fmt.Sprintf("%.6g", want) {
+						t.Errorf("reference read scales %v, want %v (alpha %g, rslora %v)", r.Scales, want, v.a.Alpha, v.a.RSLoRA)
 					}
 					// The adapter must matter far more than the tolerance, or
 					// agreement would prove nothing. (The random base's LM head
@@ -420,6 +419,42 @@ func TestLossAgreesWithReference(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rankPattern is a copy of a whose weights for mods keep only their first
+// r ranks (a valid adapter of mixed ranks: PEFT's rank_pattern).
+func rankPattern(a *adapter.Adapter, r int, mods ...model.Module) adapter.Adapter {
+	out := *a
+	out.Weights = map[adapter.Key]*adapter.Weight{}
+	for k, w := range a.Weights {
+		nw := *w
+		for _, m := range mods {
+			if k.Module == m {
+				nw.Rank = r
+				nw.A = append([]float32(nil), w.A[:r*w.In]...)
+				nw.B = make([]float32, w.Out*r)
+				for o := 0; o < w.Out; o++ {
+					copy(nw.B[o*r:(o+1)*r], w.B[o*w.Rank:o*w.Rank+r])
+				}
+			}
+		}
+		out.Weights[k] = &nw
+	}
+	return out
+}
+
+// scales is the sorted set of LoRA scales of a's weights.
+func scales(a *adapter.Adapter) []float64 {
+	set := map[float64]bool{}
+	for _, w := range a.Weights {
+		set[float64(a.Scale(w.Rank))] = true
+	}
+	var out []float64
+	for s := range set {
+		out = append(out, s)
+	}
+	sort.Float64s(out)
+	return out
 }
 
 // TestReferenceSeesLayoutMistakes is the control: q/k lora_B rows written in
