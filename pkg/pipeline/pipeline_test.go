@@ -715,3 +715,21 @@ func TestLatestCheckpoint(t *testing.T) {
 		t.Fatalf("latest = %s, want checkpoint-100", got)
 	}
 }
+
+func TestResumeRefusesARunInUse(t *testing.T) {
+	e := newEnv(t)
+	res, err := e.run(t, e.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockRunDir(res.RunDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	opt := e.opts()
+	opt.Resume = res.RunDir
+	if _, err := Run(context.Background(), e.load(t), opt); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("resume of a locked run: %v", err)
+	}
+}

@@ -76,6 +76,7 @@ func (o Options) logOrDiscard() io.Writer {
 }
 
 type runner struct {
+	unlock  func()
 	r       *recipe.Recipe
 	opt     Options
 	log     io.Writer
@@ -363,8 +364,14 @@ func (x *runner) setup() error {
 	name := x.r.Name
 	if x.opt.Resume != "" {
 		x.runDir = x.opt.Resume
+		unlock, err := lockRunDir(x.runDir)
+		if err != nil {
+			return err
+		}
+		x.unlock = unlock
 		l, err := lock.Read(filepath.Join(x.runDir, lock.FileName))
 		if err != nil {
+			unlock()
 			return err
 		}
 		x.lk = l
@@ -391,6 +398,11 @@ func (x *runner) setup() error {
 			}
 		}
 		x.lk = x.newLock(filepath.Base(x.runDir))
+		unlock, err := lockRunDir(x.runDir)
+		if err != nil {
+			return err
+		}
+		x.unlock = unlock
 	}
 	for _, d := range []string{StagesDir, CheckpointsDir, LogsDir} {
 		if err := os.MkdirAll(filepath.Join(x.runDir, d), 0o755); err != nil {
@@ -524,6 +536,7 @@ func Run(ctx context.Context, r *recipe.Recipe, opt Options) (*Result, error) {
 		return nil, err
 	}
 	defer x.mfile.Close()
+	defer x.unlock()
 	res := &Result{RunDir: x.runDir, Lock: x.lk}
 	fmt.Fprintf(x.log, "run %s\n", x.runDir)
 	start := time.Now()
