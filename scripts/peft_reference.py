@@ -63,8 +63,33 @@ VT_NAMES = {0: "uint8", 1: "int8", 2: "uint16", 3: "int16", 4: "uint32", 5: "int
 VT_FMT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
           10: "<Q", 11: "<q", 12: "<d"}
 
-# ggml tensor types this reader decodes (name, numpy dtype).
-GGML_TYPES = {0: ("F32", "<f4"), 1: ("F16", "<f2")}
+# ggml tensor types this reader decodes: name, values per block, bytes per block.
+GGML_TYPES = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 8: ("Q8_0", 32, 34), 30: ("BF16", 1, 2)}
+
+
+def tensor_bytes(name, typ, dims):
+    """Byte size of a tensor of ggml type typ, checking the block rule."""
+    _, block, size = GGML_TYPES[typ]
+    n = 1
+    for d in dims:
+        n *= d
+    if dims[0] % block:
+        raise FormatError(f"tensor {name!r}: first dimension {dims[0]} is not a multiple of the {block}-value block")
+    return n // block * size
+
+
+def decode(typ, raw, n):
+    """n float64 values from raw bytes of ggml type typ."""
+    if typ == 0:
+        return np.frombuffer(raw, dtype="<f4", count=n).astype(np.float64)
+    if typ == 1:
+        return np.frombuffer(raw, dtype="<f2", count=n).astype(np.float64)
+    if typ == 30:  # bfloat16: the high half of a float32
+        return (np.frombuffer(raw, dtype="<u2", count=n).astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    if typ == 8:  # Q8_0: per 32 values an f16 scale d, then 32 int8 q; value = d * q
+        blocks = np.frombuffer(raw, dtype=np.dtype([("d", "<f2"), ("q", "i1", 32)]), count=n // 32)
+        return (blocks["d"].astype(np.float64)[:, None] * blocks["q"].astype(np.float64)).reshape(n)
+    raise FormatError(f"ggml type {typ} is not decoded by this reference")
 
 
 class FormatError(Exception):
@@ -163,10 +188,10 @@ class GGUF:
             if t["offset"] % self.alignment:
                 raise FormatError(f"{path}: tensor {name!r} offset {t['offset']} is not a multiple of the alignment {self.alignment}")
             if t["type"] in GGML_TYPES:
-                n = 1
-                for d in t["dims"]:
-                    n *= d
-                size = n * np.dtype(GGML_TYPES[t["type"]][1]).itemsize
+                try:
+                    size = tensor_bytes(name, t["type"], t["dims"])
+                except FormatError as e:
+                    raise FormatError(f"{path}: {e}")
                 end = self.data_offset + t["offset"] + size
                 if end > len(data):
                     raise FormatError(f"{path}: tensor {name!r} runs past the end of the file")
@@ -185,14 +210,13 @@ class GGUF:
         if t is None:
             raise FormatError(f"{self.path}: no tensor {name!r}")
         if t["type"] not in GGML_TYPES:
-            raise FormatError(f"{self.path}: tensor {name!r} has ggml type {t['type']}; this reference reads F32 and F16 only")
-        dt = np.dtype(GGML_TYPES[t["type"]][1])
+            raise FormatError(f"{self.path}: tensor {name!r} has ggml type {t['type']}; this reference reads F32, F16, BF16 and Q8_0")
         n = 1
         for d in t["dims"]:
             n *= d
         start = self.data_offset + t["offset"]
-        arr = np.frombuffer(self.data, dtype=dt, count=n, offset=start)
-        return arr.astype(np.float64).reshape(list(reversed(t["dims"])))
+        raw = self.data[start:start + tensor_bytes(name, t["type"], t["dims"])]
+        return decode(t["type"], raw, n).reshape(list(reversed(t["dims"])))
 
     def describe(self):
         kv = {}
@@ -548,7 +572,7 @@ def evaluate(base, exs, peft=None, lora_path=None):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", help="base model (llama GGUF, F32/F16 tensors)")
+    p.add_argument("--model", help="base model (llama GGUF; F32, F16, BF16 or Q8_0 tensors)")
     p.add_argument("--examples", help="JSONL of {input_ids, labels}")
     p.add_argument("--peft", help="PEFT adapter directory (HF way)")
     p.add_argument("--gguf-lora", help="GGUF LoRA adapter (llama.cpp way)")

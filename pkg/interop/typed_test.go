@@ -1,0 +1,86 @@
+package interop
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/lora-dev/lora/pkg/adapter"
+	"github.com/lora-dev/lora/pkg/gguf"
+	"github.com/lora-dev/lora/pkg/model"
+)
+
+// writeTypedGGUF writes a (in llama.cpp's row order) as
+// convert_lora_to_gguf.py --outtype writes it: every LoRA matrix in typ,
+// except that a Q8_0 matrix whose rows are not a multiple of 32 falls back
+// to F16, as gguf-py's quantizer does.
+func writeTypedGGUF(t *testing.T, path string, a *adapter.Adapter, arch string, typ gguf.GGMLType) {
+	t.Helper()
+	kv := []gguf.KV{
+		{Key: "general.architecture", Value: gguf.MustValue(arch)},
+		{Key: "general.type", Value: gguf.MustValue("adapter")},
+		{Key: "adapter.type", Value: gguf.MustValue("lora")},
+		{Key: "adapter.lora.alpha", Value: gguf.MustValue(float32(a.Alpha))},
+	}
+	var ts []gguf.WriteTensor
+	add := func(name string, rows, cols int, data []float32) {
+		ty := typ
+		if ty == gguf.Q8_0 && cols%32 != 0 {
+			ty = gguf.F16
+		}
+		wt, err := gguf.NewTensor(name, []int{rows, cols}, data, ty)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, wt)
+	}
+	for _, k := range a.Keys() {
+		w := a.Weights[k]
+		name := fmt.Sprintf("blk.%d.%s.weight", k.Layer, k.Module.GGUFName())
+		add(name+".lora_a", w.Rank, w.In, w.A)
+		add(name+".lora_b", w.Out, w.Rank, w.B)
+	}
+	if err := gguf.Write(path, kv, ts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTypedGGUFAdapters reads GGUF adapters in the types llama.cpp's
+// converter can write (f16, bf16, q8_0 with its f16 fallback) with lora and
+// with the reference: both must see the same adapter.
+func TestTypedGGUFAdapters(t *testing.T) {
+	needReference(t)
+	const base = "models/stories260K.gguf"
+	trainedA, cfg := trained(t, base)
+	if trainedA.Layout != adapter.LayoutGGUF {
+		t.Fatalf("the trained adapter should be in llama.cpp's row order, got %v", trainedA.Layout)
+	}
+	exs := heldout()
+	examples := writeExamples(t, exs)
+	dir := t.TempDir()
+	types := []gguf.GGMLType{gguf.F16, gguf.BF16, gguf.Q8_0}
+	var jobs []job
+	for _, typ := range types {
+		path := filepath.Join(dir, typ.String()+".gguf")
+		writeTypedGGUF(t, path, trainedA, cfg.Arch, typ)
+		jobs = append(jobs, job{Name: typ.String(), GGUFLoRA: path})
+	}
+	ref := referenceJobs(t, base, examples, jobs)
+	modules := cfg.Layers * int(model.NumModules)
+	for _, j := range jobs {
+		t.Run(j.Name, func(t *testing.T) {
+			r := ref[j.Name]
+			if r.Error != "" {
+				t.Fatalf("reference: %s", r.Error)
+			}
+			ours, n := ourLoss(t, base, j.GGUFLoRA, exs)
+			t.Logf("%s adapter: ours %.9f, reference %.9f (relative %.2g)", j.Name, ours, r.Loss, rel(ours, r.Loss))
+			if r.Adapted != modules || r.Tokens != n {
+				t.Fatalf("reference adapted %d linears over %d tokens, want %d and %d", r.Adapted, r.Tokens, modules, n)
+			}
+			if d := rel(ours, r.Loss); d > relTol {
+				t.Errorf("our loss %.9f, reference %.9f (relative %.2g > %g)", ours, r.Loss, d, relTol)
+			}
+		})
+	}
+}
