@@ -260,7 +260,7 @@ func TestGEMMTiles(t *testing.T) {
 			skip = append(skip, name)
 		}
 	}
-	for i, g := range []gemmConfig{smallTiles, largeTiles, {BM: 64, BN: 64, BK: 8, TM: 8, TN: 8}} {
+	for i, g := range []gemmConfig{smallTiles, largeTiles, narrowTiles} {
 		t.Run(fmt.Sprintf("%dx%dx%d_%dx%d", g.BM, g.BN, g.BK, g.TM, g.TN), func(t *testing.T) {
 			b := open(t, Options{})
 			b.gemmCfg = g

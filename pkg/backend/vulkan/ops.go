@@ -81,6 +81,7 @@ func (b *Backend) Fill(x backend.Tensor, v float32) error {
 	if err := checkN("fill", t.n); err != nil {
 		return err
 	}
+	t.shadow = nil // the host copy no longer describes the contents
 	return b.fillLocked(b.target(), t, v)
 }
 
@@ -113,6 +114,7 @@ func (b *Backend) Copy(dstT backend.Tensor, dstOff int, srcT backend.Tensor, src
 	if n == 0 {
 		return nil
 	}
+	dst.shadow = nil
 	if dst != src && dst.bytes <= b.maxBind && src.bytes <= b.maxBind {
 		// whole tensors with offsets in push constants: the descriptor set is
 		// the same for every offset (a KV-cache append reuses one set).
@@ -388,7 +390,7 @@ func (b *Backend) SumSquares(outT backend.Tensor, accumulate bool, xs ...backend
 	if err != nil {
 		return err
 	}
-	w := b.wg(256)
+	w := b.redWG(256)
 	off := uint64(0)
 	for _, pc := range pieces {
 		// each piece's partials start aligned, so the launches write disjoint
