@@ -64,7 +64,7 @@ VT_FMT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?"
           10: "<Q", 11: "<q", 12: "<d"}
 
 # ggml tensor types this reader decodes: name, values per block, bytes per block.
-GGML_TYPES = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 8: ("Q8_0", 32, 34), 30: ("BF16", 1, 2)}
+GGML_TYPES = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 8: ("Q8_0", 32, 34), 30: ("BF16", 1, 2)}
 
 
 def tensor_bytes(name, typ, dims):
@@ -89,6 +89,11 @@ def decode(typ, raw, n):
     if typ == 8:  # Q8_0: per 32 values an f16 scale d, then 32 int8 q; value = d * q
         blocks = np.frombuffer(raw, dtype=np.dtype([("d", "<f2"), ("q", "i1", 32)]), count=n // 32)
         return (blocks["d"].astype(np.float64)[:, None] * blocks["q"].astype(np.float64)).reshape(n)
+    if typ == 2:  # Q4_0: per 32 values an f16 scale d and 16 bytes; byte j holds
+        # value j in its low nibble and value j+16 in its high one; value = d * (q - 8)
+        blocks = np.frombuffer(raw, dtype=np.dtype([("d", "<f2"), ("q", "u1", 16)]), count=n // 32)
+        q = np.concatenate([blocks["q"] & 0x0F, blocks["q"] >> 4], axis=1).astype(np.float64) - 8.0
+        return (blocks["d"].astype(np.float64)[:, None] * q).reshape(n)
     raise FormatError(f"ggml type {typ} is not decoded by this reference")
 
 
@@ -210,7 +215,7 @@ class GGUF:
         if t is None:
             raise FormatError(f"{self.path}: no tensor {name!r}")
         if t["type"] not in GGML_TYPES:
-            raise FormatError(f"{self.path}: tensor {name!r} has ggml type {t['type']}; this reference reads F32, F16, BF16 and Q8_0")
+            raise FormatError(f"{self.path}: tensor {name!r} has ggml type {t['type']}; this reference reads F32, F16, BF16, Q8_0 and Q4_0")
         n = 1
         for d in t["dims"]:
             n *= d
@@ -572,7 +577,7 @@ def evaluate(base, exs, peft=None, lora_path=None):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", help="base model (llama GGUF; F32, F16, BF16 or Q8_0 tensors)")
+    p.add_argument("--model", help="base model (llama GGUF; F32, F16, BF16, Q8_0 or Q4_0 tensors)")
     p.add_argument("--examples", help="JSONL of {input_ids, labels}")
     p.add_argument("--peft", help="PEFT adapter directory (HF way)")
     p.add_argument("--gguf-lora", help="GGUF LoRA adapter (llama.cpp way)")

@@ -140,7 +140,7 @@ func referenceJobs(t testing.TB, base, examples string, jobs []job) map[string]r
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, python, script, "--model", sharedData(t, base), "--examples", examples, "--jobs", jobsFile)
+	cmd := exec.CommandContext(ctx, python, script, "--model", modelPath(t, base), "--examples", examples, "--jobs", jobsFile)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("peft_reference.py --jobs: %v\n%s", err, stderr.String())
@@ -163,12 +163,21 @@ func referenceJobs(t testing.TB, base, examples string, jobs []job) map[string]r
 
 func loadBase(t testing.TB, base string) *model.Model {
 	t.Helper()
-	m, err := model.Load(sharedData(t, base), ref.New(), model.LoadOptions{})
+	m, err := model.Load(modelPath(t, base), ref.New(), model.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
 	return m
+}
+
+// modelPath is base itself when absolute (a file a test wrote), else the
+// file under ../shared/data.
+func modelPath(t testing.TB, base string) string {
+	if filepath.IsAbs(base) {
+		return base
+	}
+	return sharedData(t, base)
 }
 
 // lcg is a small deterministic generator for token ids.

@@ -3,6 +3,7 @@ package interop
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/lora-dev/lora/pkg/adapter"
@@ -80,6 +81,82 @@ func TestTypedGGUFAdapters(t *testing.T) {
 			}
 			if d := rel(ours, r.Loss); d > relTol {
 				t.Errorf("our loss %.9f, reference %.9f (relative %.2g > %g)", ours, r.Loss, d, relTol)
+			}
+		})
+	}
+}
+
+// writeQuantizedBase writes the GGUF base src with its block linears in typ
+// (the rest, and linears whose rows are not a multiple of 32, kept in F32),
+// as llama-quantize would lay it out.
+func writeQuantizedBase(t *testing.T, src, dst string, typ gguf.GGMLType) (quantized int) {
+	t.Helper()
+	f, err := gguf.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var ts []gguf.WriteTensor
+	for i := range f.Tensors {
+		ti := &f.Tensors[i]
+		data, err := f.TensorFloat32(ti)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shape := make([]int, len(ti.Dims))
+		for j, d := range ti.Dims {
+			shape[len(shape)-1-j] = int(d)
+		}
+		ty := gguf.F32
+		if strings.HasPrefix(ti.Name, "blk.") && len(shape) == 2 && shape[1]%32 == 0 {
+			ty = typ
+			quantized++
+		}
+		wt, err := gguf.NewTensor(ti.Name, shape, data, ty)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, wt)
+	}
+	if err := gguf.Write(dst, f.KV, ts); err != nil {
+		t.Fatal(err)
+	}
+	return quantized
+}
+
+// TestQuantizedBase applies the trained adapter to quantized GGUF files of
+// the base (llama.cpp's usual way to run it): lora's forward over Q8_0 and
+// Q4_0 blocks plus the LoRA product must equal the reference's, which
+// dequantizes the same blocks in float64 and adds the adapter the llama.cpp
+// way.
+func TestQuantizedBase(t *testing.T) {
+	needReference(t)
+	trainedA, cfg := trained(t, "models/stories260K.gguf")
+	exs := heldout()
+	examples := writeExamples(t, exs)
+	dir := t.TempDir()
+	adapterPath := filepath.Join(dir, "adapter.gguf")
+	if err := adapter.SaveGGUF(adapterPath, trainedA, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []gguf.GGMLType{gguf.Q8_0, gguf.Q4_0} {
+		t.Run(typ.String(), func(t *testing.T) {
+			base := filepath.Join(dir, "stories260K-"+typ.String()+".gguf")
+			// every linear but ffn_down (rows of 172) in each of 5 layers
+			if n := writeQuantizedBase(t, sharedData(t, "models/stories260K.gguf"), base, typ); n != 30 {
+				t.Fatalf("%d tensors quantized, want 30", n)
+			}
+			ref := referenceJobs(t, base, examples, []job{{Name: "base"}, {Name: "adapter", GGUFLoRA: adapterPath}})
+			for _, tc := range []struct{ name, adapter string }{{"base", ""}, {"adapter", adapterPath}} {
+				r := ref[tc.name]
+				if r.Error != "" {
+					t.Fatalf("reference: %s", r.Error)
+				}
+				ours, _ := ourLoss(t, base, tc.adapter, exs)
+				t.Logf("%s %s: ours %.9f, reference %.9f (relative %.2g)", typ, tc.name, ours, r.Loss, rel(ours, r.Loss))
+				if d := rel(ours, r.Loss); d > relTol {
+					t.Errorf("%s %s: our loss %.9f, reference %.9f (relative %.2g > %g)", typ, tc.name, ours, r.Loss, d, relTol)
+				}
 			}
 		})
 	}
