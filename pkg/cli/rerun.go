@@ -23,8 +23,8 @@ the recipe source recorded in the lock (not the file as it is now), the same
 every input the lock lists: the model, fetched sources and local files; a
 mismatch exits 4. Train stages run again instead of being reused from the
 cache (unless --reuse), and the new adapter is compared with the stored one.`,
-		Example: `  lora rerun runs/alpaca-chat/20260101T120000Z-1a2b
-  lora rerun runs/alpaca-chat/20260101T120000Z-1a2b/lora.lock --offline`,
+		Example: `  lora rerun runs/alpaca-chat/20260101T120000.123456Z-1a2b
+  lora rerun runs/alpaca-chat/20260101T120000.123456Z-1a2b/lora.lock --offline`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := lock.Read(args[0])

@@ -22,7 +22,7 @@ failed, in the same run directory, with the recipe and overrides its lora.lock
 recorded. Stages already published in the run are kept; the stage that was
 running starts again from its latest checkpoint (checkpoints/<stage>/), and
 the remaining stages run as usual.`,
-		Example: "  lora resume runs/alpaca-chat/20260101T120000Z-1a2b",
+		Example: "  lora resume runs/alpaca-chat/20260101T120000.123456Z-1a2b",
 		Args:    usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := lock.Read(args[0])

@@ -306,11 +306,12 @@ func fetchName(s *recipe.Stage) string {
 	return fetch.Name(s.Fetch.Source)
 }
 
-// NewRunID returns a sortable run id: UTC time plus 4 random hex digits.
+// NewRunID returns a run id that sorts by start time: the UTC time to the
+// microsecond plus 4 random hex digits, 20260101T120000.123456Z-1a2b.
 func NewRunID() string {
 	var b [2]byte
 	rand.Read(b[:])
-	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	return time.Now().UTC().Format("20060102T150405.000000Z") + "-" + hex.EncodeToString(b[:])
 }
 
 // previousLock returns the newest lock of an earlier run of this recipe.
