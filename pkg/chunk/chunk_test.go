@@ -224,3 +224,45 @@ func golden(t *testing.T, path, got string) {
 		t.Errorf("%s differs (go test -update rewrites it):\ngot:\n%s", path, got)
 	}
 }
+
+// FuzzWindows checks the window invariants on arbitrary text and settings.
+func FuzzWindows(f *testing.F) {
+	f.Add("one two\nthree four five\n\nsix", 4, 2, 5)
+	f.Add(" a b c\nd e f g h i", 6, 4, 8)
+	f.Add("x", 1, 0, 0)
+	f.Fuzz(func(t *testing.T, text string, width, overlap, favor int) {
+		if width < 1 || width > 64 || overlap < 0 || overlap >= width || favor < 0 || favor > 1000 || len(text) > 4000 {
+			return
+		}
+		_, toks := fakeTokens(text)
+		n := len(toks.IDs)
+		ws := chunk.Windows(text, toks, width, overlap, favor)
+		if n == 0 {
+			if len(ws) != 0 {
+				t.Fatalf("windows %v for no tokens", ws)
+			}
+			return
+		}
+		if ws[0].Start != 0 || ws[len(ws)-1].End != n {
+			t.Fatalf("windows %v do not span [0,%d)", ws, n)
+		}
+		for i, w := range ws {
+			if w.End <= w.Start || w.End-w.Start > width {
+				t.Fatalf("window %v (width %d)", w, width)
+			}
+			if i == 0 {
+				continue
+			}
+			p := ws[i-1]
+			if w.Start > p.End || w.Start <= p.Start || w.End <= p.End {
+				t.Fatalf("window %v after %v", w, p)
+			}
+			if ov := p.End - w.Start; (!w.Moved && ov != overlap) || (w.Moved && ov >= overlap) {
+				t.Fatalf("window %v after %v: overlap %d, configured %d", w, p, ov, overlap)
+			}
+			if w.End != n && w.End-w.Start != width {
+				t.Fatalf("window %v before the end is not full", w)
+			}
+		}
+	})
+}
