@@ -565,7 +565,12 @@ func Run(ctx context.Context, r *recipe.Recipe, opt Options) (*Result, error) {
 		err = werr
 	}
 	if err == nil {
-		fmt.Fprintf(x.log, "done in %s: %s\n", round(time.Since(start)), x.runDir)
+		count := map[string]int{}
+		for _, s := range x.lk.Stages {
+			count[s.Status]++
+		}
+		fmt.Fprintf(x.log, "done in %s: %d ran, %d cached, %d skipped: %s\n", round(time.Since(start)),
+			count[lock.StageRan], count[lock.StageCached], count[lock.StageSkipped], x.runDir)
 	}
 	return res, err
 }
