@@ -32,6 +32,9 @@ It prints one JSON object: {"loss": ..., "tokens": ..., ...}.
                     each job prints one line, {"name", "loss", ...} or
                     {"name", "error"} when the adapter is refused.
 
+  --greedy N        prints N greedy tokens after BOS and their text, through
+                    the HF path and the llama.cpp path (or the one path of the
+                    adapter given).
   --inspect FILE    dumps the metadata and tensor table of a GGUF or
                     safetensors file as JSON, read with this script's own
                     readers.
@@ -543,8 +546,9 @@ def read_examples(path):
 INPUT_ERRORS = (FormatError, OSError, ValueError, KeyError, TypeError, IndexError, struct.error)
 
 
-def evaluate(base, exs, peft=None, lora_path=None):
-    """The mean loss per trained token of base with one adapter (or none)."""
+def adapted_model(base, peft=None, lora_path=None):
+    """(linear, rope, mode, adapted, scales) for the base with one adapter
+    (or none): the llama.cpp path for a GGUF LoRA, else the HF path."""
     if peft and lora_path:
         raise FormatError("--peft and --gguf-lora are exclusive: one adapter per run")
     if lora_path:
@@ -556,15 +560,17 @@ def evaluate(base, exs, peft=None, lora_path=None):
                 a, b, s = lora[(i, stem)]
                 y = y + s * ((x @ a.T) @ b.T)
             return y
-        rope, mode = rope_normal, "gguf"
-        adapted, scales = len(lora), sorted({s for _, _, s in lora.values()})
-    else:
-        w, adapted, scales = hf_linears(base, peft)
+        return linear, rope_normal, "gguf", len(lora), sorted({s for _, _, s in lora.values()})
+    w, adapted, scales = hf_linears(base, peft)
 
-        def linear(i, stem, x):
-            return x @ w[(i, stem)].T
-        rope, mode = rope_neox, "peft" if peft else "none"
+    def linear(i, stem, x):
+        return x @ w[(i, stem)].T
+    return linear, rope_neox, "peft" if peft else "none", adapted, scales
 
+
+def evaluate(base, exs, peft=None, lora_path=None):
+    """The mean loss per trained token of base with one adapter (or none)."""
+    linear, rope, mode, adapted, scales = adapted_model(base, peft, lora_path)
     total, count = 0.0, 0
     for ids, labels in exs:
         s, n = nll(forward(base, ids, linear, rope), ids, labels)
@@ -575,6 +581,25 @@ def evaluate(base, exs, peft=None, lora_path=None):
     return {"loss": total / count, "tokens": count, "mode": mode, "adapted": adapted, "scales": scales}
 
 
+def greedy(base, linear, rope, n):
+    """n tokens after BOS by argmax (lowest id on ties), and their text as
+    llama2.c prints it (SentencePiece pieces, the first one's space dropped)."""
+    bos = int(base.gguf.get("tokenizer.ggml.bos_token_id", 1))
+    ids = [bos]
+    for _ in range(n):
+        ids.append(int(np.argmax(forward(base, np.array(ids), linear, rope)[-1])))
+    pieces = base.gguf.get("tokenizer.ggml.tokens", {"values": []})["values"]
+    out = bytearray()
+    for k, t in enumerate(ids[1:]):
+        piece = pieces[t] if t < len(pieces) else ""
+        m = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)
+        b = bytes([int(m.group(1), 16)]) if m else piece.replace("\u2581", " ").encode("utf-8")
+        if k == 0 and b.startswith(b" "):
+            b = b[1:]
+        out += b
+    return {"ids": ids[1:], "text": out.decode("utf-8", errors="replace")}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help="base model (llama GGUF; F32, F16, BF16, Q8_0 or Q4_0 tensors)")
@@ -583,6 +608,8 @@ def main():
     p.add_argument("--gguf-lora", help="GGUF LoRA adapter (llama.cpp way)")
     p.add_argument("--jobs", help="JSONL of {\"name\", \"peft\" or \"gguf_lora\"}: one result line each, "
                                   "{\"name\", \"error\"} for a refused adapter (the base is read once)")
+    p.add_argument("--greedy", type=int, metavar="N",
+                   help="print N greedy tokens after BOS instead of a loss (both paths when no adapter is given)")
     p.add_argument("--inspect", help="dump a GGUF or safetensors file's header as JSON")
     args = p.parse_args()
 
@@ -597,8 +624,21 @@ def main():
                               "tensors": [{"name": n, "shape": list(a.shape), "sum": float(a.sum()),
                                            "sumsq": float((a * a).sum())} for n, a in sorted(ts.items())]}))
         return
+    if args.greedy is not None:
+        if not args.model or not 0 < args.greedy <= 1024:
+            p.error("--greedy N needs --model and 0 < N <= 1024")
+        base = Base(args.model)
+        if args.peft or args.gguf_lora:
+            linear, rope, mode, _, _ = adapted_model(base, args.peft, args.gguf_lora)
+            print(json.dumps({mode: greedy(base, linear, rope, args.greedy)}))
+        else:
+            w, _, _ = hf_linears(base, None)
+            print(json.dumps({
+                "hf": greedy(base, lambda i, stem, x: x @ w[(i, stem)].T, rope_neox, args.greedy),
+                "gguf": greedy(base, lambda i, stem, x: x @ base.w[(i, stem)].T, rope_normal, args.greedy)}))
+        return
     if not args.model or not args.examples:
-        p.error("--model and --examples are required (or --inspect FILE)")
+        p.error("--model and --examples are required (or --inspect FILE, or --greedy N)")
 
     base = Base(args.model)
     exs = read_examples(args.examples)

@@ -148,3 +148,27 @@ func TestReferenceRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestReferenceReproducesStories260K checks the reference itself against a
+// published truth: greedy decoding of stories260K from BOS, through its HF
+// path (un-permuted q/k, rotate-half RoPE) and its llama.cpp path (GGUF
+// layout, adjacent-pair RoPE), gives the start of Karpathy's documented
+// llama2.c output.
+func TestReferenceReproducesStories260K(t *testing.T) {
+	needReference(t)
+	expected, err := os.ReadFile(sharedData(t, "models/stories260K.greedy-t0.expected.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]struct {
+		IDs  []int  `json:"ids"`
+		Text string `json:"text"`
+	}
+	reference(t, &got, "--model", sharedData(t, "models/stories260K.gguf"), "--greedy", "48")
+	for _, path := range []string{"hf", "gguf"} {
+		g := got[path]
+		if len(g.IDs) != 48 || len(g.Text) < 100 || !strings.HasPrefix(string(expected), g.Text) {
+			t.Errorf("%s path: %d tokens, text %q is not the start of the expected %q", path, len(g.IDs), g.Text, string(expected[:min(len(expected), 200)]))
+		}
+	}
+}
