@@ -49,7 +49,8 @@ func sharedData() string {
 //	exitcode N PROG... run PROG and fail unless it exits with status N
 //	lastrun VAR NAME   set $VAR to the newest run directory of recipe NAME under runs/
 //
-// $SHARED is ../shared/data (scripts that need it skip without it).
+// $SHARED is ../shared/data (scripts that need it skip without it); $REPO
+// is the repository root.
 func TestScripts(t *testing.T) {
 	shared := sharedData()
 	testscript.Run(t, testscript.Params{
@@ -59,6 +60,9 @@ func TestScripts(t *testing.T) {
 			env.Setenv("HOME", env.WorkDir)
 			env.Setenv("LORA_OFFLINE", "")
 			env.Setenv("SHARED", shared)
+			if wd, err := os.Getwd(); err == nil {
+				env.Setenv("REPO", filepath.Join(wd, "..", ".."))
+			}
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
