@@ -33,10 +33,11 @@ func hfUnpermute(w []float32, rows, cols, heads int) []float32 {
 	return out
 }
 
-// writeHFDir writes the GGUF llama base src as a Hugging Face directory
-// (config.json + model.safetensors, q/k un-permuted), as
-// convert_llama_weights_to_hf.py would have produced it.
-func writeHFDir(t *testing.T, src, dir string) {
+// writeHFDir writes the GGUF llama base src as a Hugging Face directory of
+// the given class, LlamaForCausalLM or MistralForCausalLM (config.json +
+// model.safetensors, q/k un-permuted), as convert_llama_weights_to_hf.py
+// would have produced it.
+func writeHFDir(t *testing.T, src, dir, class string) {
 	t.Helper()
 	f, err := gguf.Open(src)
 	if err != nil {
@@ -54,7 +55,7 @@ func writeHFDir(t *testing.T, src, dir string) {
 	heads, kvHeads := u("llama.attention.head_count"), u("llama.attention.head_count_kv")
 	tok, _ := f.Tensor("token_embd.weight")
 	cfg := map[string]any{
-		"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
+		"architectures": []string{class}, "model_type": map[string]string{"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral"}[class],
 		"hidden_size": u("llama.embedding_length"), "intermediate_size": u("llama.feed_forward_length"),
 		"num_hidden_layers": u("llama.block_count"), "num_attention_heads": heads, "num_key_value_heads": kvHeads,
 		"rms_norm_eps": eps, "rope_theta": 10000.0, "vocab_size": int(tok.Dims[1]),
@@ -118,7 +119,7 @@ func TestHFBase(t *testing.T) {
 	ggufAdapter, cfg := trained(t, base)
 	dir := t.TempDir()
 	hfDir := filepath.Join(dir, "hf")
-	writeHFDir(t, sharedData(t, base), hfDir)
+	writeHFDir(t, sharedData(t, base), hfDir, "LlamaForCausalLM")
 	exs := heldout()
 	examples := writeExamples(t, exs)
 
@@ -190,5 +191,87 @@ func TestHFBase(t *testing.T) {
 				t.Errorf("the adapter barely moves the loss (%.9f vs base %.9f): the check proves nothing", r.Loss, refs["base"].Loss)
 			}
 		})
+	}
+}
+
+// TestGGUFAdapterOfMistralBase: llama.cpp has no "mistral" architecture.
+// convert_hf_to_gguf.py registers MistralForCausalLM under LlamaModel
+// (MODEL_ARCH.LLAMA, q/k permuted), so a Mistral base's GGUF says
+// general.architecture=llama, and llama_adapter_lora_init refuses an adapter
+// whose architecture differs ("model arch and LoRA arch mismatch"). An
+// adapter trained on a Mistral HF directory must therefore be written with
+// general.architecture=llama, with its q/k rows permuted.
+func TestGGUFAdapterOfMistralBase(t *testing.T) {
+	needReference(t)
+	const base = "models/stories260K.gguf"
+	ggufAdapter, cfg := trained(t, base)
+	dir := t.TempDir()
+	hfDir := filepath.Join(dir, "mistral")
+	writeHFDir(t, sharedData(t, base), hfDir, "MistralForCausalLM")
+	m, err := model.Load(hfDir, ref.New(), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Config.Arch != model.ArchMistral {
+		t.Fatalf("the Mistral directory loaded as %q", m.Config.Arch)
+	}
+	// The adapter in the Mistral model's (HF) layout, as training on it gives.
+	a := ggufAdapter.Convert(adapter.LayoutHF, cfg)
+	a.Arch = m.Config.Arch
+	path := filepath.Join(dir, "adapter.gguf")
+	if err := adapter.SaveGGUF(path, a, m.Config); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arch, _ := f.String("general.architecture")
+	f.Close()
+	if arch != "llama" {
+		t.Errorf("BUG pkg/adapter/gguf.go SaveGGUF: a Mistral base's adapter has general.architecture=%q; llama.cpp "+
+			"(src/llama-arch.cpp) has no %q architecture and converts MistralForCausalLM as \"llama\", so llama_adapter_lora_init "+
+			"refuses it with \"model arch and LoRA arch mismatch\": write \"llama\" for mistral", arch, arch)
+	}
+	// Whatever the name, the rows must be in llama.cpp's order: the
+	// reference (with the check on the name relaxed by copying the file
+	// under the base's architecture) must see the GGUF-trained adapter.
+	exs := heldout()
+	examples := writeExamples(t, exs)
+	fixed := filepath.Join(dir, "adapter-llama.gguf")
+	relabel(t, path, fixed, "llama")
+	refs := referenceJobs(t, base, examples, []job{{Name: "mistral", GGUFLoRA: fixed}})
+	ours, _ := ourLoss(t, hfDir, path, exs)
+	if r := refs["mistral"]; r.Error != "" || rel(ours, r.Loss) > relTol {
+		t.Errorf("Mistral adapter: ours %.9f, reference %.9f (%s)", ours, r.Loss, r.Error)
+	}
+}
+
+// relabel copies the GGUF file src to dst with general.architecture = arch.
+func relabel(t *testing.T, src, dst, arch string) {
+	t.Helper()
+	f, err := gguf.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	kv := append([]gguf.KV(nil), f.KV...)
+	for i := range kv {
+		if kv[i].Key == "general.architecture" {
+			kv[i].Value = gguf.MustValue(arch)
+		}
+	}
+	var ts []gguf.WriteTensor
+	for i := range f.Tensors {
+		ti := &f.Tensors[i]
+		data, err := f.TensorData(ti)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, gguf.WriteTensor{Name: ti.Name, Dims: ti.Dims, Type: ti.Type, Data: data})
+	}
+	if err := gguf.Write(dst, kv, ts); err != nil {
+		t.Fatal(err)
 	}
 }
