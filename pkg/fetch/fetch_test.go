@@ -1,6 +1,9 @@
 package fetch
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -306,5 +309,52 @@ func TestGit(t *testing.T) {
 	// Traversal out of the repository is refused.
 	if _, err := Get(context.Background(), "git::file://"+repo+"//../..", "", Options{Store: s}); err == nil {
 		t.Fatal("path traversal accepted")
+	}
+}
+
+func tarGz(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for name, body := range files {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(body))
+	}
+	tw.Close()
+	zw.Close()
+	return buf.Bytes()
+}
+
+func TestArchiveOnRequestWithinLimits(t *testing.T) {
+	archive := tarGz(t, map[string]string{"a.txt": "alpha", "b.txt": "beta", "c.txt": "gamma"})
+	evil := tarGz(t, map[string]string{"../escape.txt": "x"})
+	bomb := tarGz(t, map[string]string{"zeros": strings.Repeat("\x00", 1<<20)})
+	srv, _ := server(t, map[string][]byte{"/d.tar.gz": archive, "/evil.tar.gz": evil, "/bomb.tar.gz": bomb})
+	s := newStore(t)
+	res, err := Get(context.Background(), srv.URL+"/d.tar.gz?archive=tar.gz", "", Options{Store: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.TreeSum([]store.TreeFile{
+		{Path: "a.txt", SHA256: sum([]byte("alpha"))},
+		{Path: "b.txt", SHA256: sum([]byte("beta"))},
+		{Path: "c.txt", SHA256: sum([]byte("gamma"))},
+	})
+	if !res.Tree || res.SHA256 != want {
+		t.Fatalf("unpacked %+v, want tree %s", res, want)
+	}
+	if _, err := Get(context.Background(), srv.URL+"/d.tar.gz?archive=tar.gz", "", Options{Store: s, MaxFiles: 2}); err == nil || !strings.Contains(err.Error(), "too many files") {
+		t.Errorf("archive with more files than the limit: %v", err)
+	}
+	// A bomb: small to download, large unpacked.
+	if len(bomb) > 10<<10 {
+		t.Fatalf("bomb is %d bytes compressed", len(bomb))
+	}
+	if _, err := Get(context.Background(), srv.URL+"/bomb.tar.gz?archive=tar.gz", "", Options{Store: s, MaxBytes: 10 << 10}); err == nil || !strings.Contains(err.Error(), "larger than limit") {
+		t.Errorf("archive unpacking past the size limit: %v", err)
+	}
+	if _, err := Get(context.Background(), srv.URL+"/evil.tar.gz?archive=tar.gz", "", Options{Store: s}); err == nil || !strings.Contains(err.Error(), "..") {
+		t.Errorf("archive entry escaping the destination: %v", err)
 	}
 }
