@@ -2,6 +2,7 @@ package interop
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	"github.com/lora-dev/lora/pkg/adapter"
 	"github.com/lora-dev/lora/pkg/gguf"
 	"github.com/lora-dev/lora/pkg/model"
+	"github.com/lora-dev/lora/pkg/quant"
+	"github.com/lora-dev/lora/pkg/safetensors"
 )
 
 // writeTypedGGUF writes a (in llama.cpp's row order) as
@@ -159,5 +162,74 @@ func TestQuantizedBase(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHalfPrecisionPEFT reads PEFT directories whose tensors are F16 or
+// BF16, as PEFT saves an adapter trained in half precision: lora and the
+// reference must read the same values.
+func TestHalfPrecisionPEFT(t *testing.T) {
+	needReference(t)
+	const base = "models/stories260K.gguf"
+	trainedA, cfg := trained(t, base)
+	exs := heldout()
+	examples := writeExamples(t, exs)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "f32")
+	if err := adapter.SavePEFT(src, trainedA, cfg); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(filepath.Join(src, adapter.WeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	config, err := os.ReadFile(filepath.Join(src, adapter.ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []job
+	for _, dt := range []safetensors.DType{safetensors.F16, safetensors.BF16} {
+		var ts []safetensors.Tensor
+		for i := range f.Tensors {
+			ti := &f.Tensors[i]
+			v, err := f.TensorFloat32(ti)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := make([]byte, 2*len(v))
+			if dt == safetensors.F16 {
+				err = quant.EncodeF16(b, v)
+			} else {
+				err = quant.EncodeBF16(b, v)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts = append(ts, safetensors.Tensor{Name: ti.Name, DType: dt, Shape: ti.Shape, Data: b})
+		}
+		d := filepath.Join(dir, string(dt))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := safetensors.Write(filepath.Join(d, adapter.WeightsFile), ts, map[string]string{"format": "pt"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, adapter.ConfigFile), config, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, job{Name: string(dt), PEFT: d})
+	}
+	ref := referenceJobs(t, base, examples, jobs)
+	for _, j := range jobs {
+		r := ref[j.Name]
+		if r.Error != "" {
+			t.Fatalf("%s: reference: %s", j.Name, r.Error)
+		}
+		ours, _ := ourLoss(t, base, j.PEFT, exs)
+		t.Logf("%s PEFT: ours %.9f, reference %.9f (relative %.2g)", j.Name, ours, r.Loss, rel(ours, r.Loss))
+		if d := rel(ours, r.Loss); d > relTol {
+			t.Errorf("%s PEFT: our loss %.9f, reference %.9f (relative %.2g > %g)", j.Name, ours, r.Loss, d, relTol)
+		}
 	}
 }
