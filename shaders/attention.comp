@@ -1,7 +1,9 @@
 #version 450
-// Grouped-query causal attention with a materialised softmax: one workgroup per
-// (batch, head, query). Probabilities are written to p (the caller's probs or
-// a scratch buffer) in [Batch, Heads, QLen, KVLen] layout.
+// Grouped-query causal attention with a materialised softmax. Probabilities
+// are written to p (the caller's probs or a scratch buffer) in
+// [Batch, Heads, QLen, KVLen] layout. Specialization constant SERIAL = 0: one
+// workgroup per (batch, head, query) with tree reductions (GPUs); SERIAL = 1:
+// one invocation per (batch, head, query), no barriers (CPU devices).
 #include "common.glsl"
 #include "reduce.glsl"
 
@@ -18,10 +20,12 @@ layout(push_constant) uniform Push {
 	float scale;
 } pc;
 
+layout(constant_id = 1) const uint SERIAL = 0;
+
 void main() {
-	uint row = linear_group(); // (b*heads + h)*qlen + i
+	uint row = SERIAL != 0u ? gid() : linear_group(); // (b*heads + h)*qlen + i
 	if (row >= pc.batch * pc.heads * pc.qlen) return;
-	uint t = gl_LocalInvocationID.x, W = gl_WorkGroupSize.x;
+	uint t = SERIAL != 0u ? 0u : gl_LocalInvocationID.x, W = SERIAL != 0u ? 1u : gl_WorkGroupSize.x;
 	uint i = row % pc.qlen, h = (row / pc.qlen) % pc.heads, b = row / (pc.qlen * pc.heads);
 	uint kh = h / (pc.heads / pc.kvheads), D = pc.head_dim;
 	uint qbase = (b * pc.qlen + i) * pc.heads * D + h * D;
@@ -37,17 +41,19 @@ void main() {
 		p[prow + j] = s;
 		mx = max(mx, s);
 	}
-	mx = wg_max(mx);
+	if (SERIAL == 0u) mx = wg_max(mx);
 	float sum = 0.0;
 	for (uint j = t; j < pc.kvlen; j += W) {
 		float e = j <= last ? exp(p[prow + j] - mx) : 0.0;
 		p[prow + j] = e;
 		sum += e;
 	}
-	sum = wg_sum(sum);
+	if (SERIAL == 0u) sum = wg_sum(sum);
 	for (uint j = t; j < pc.kvlen; j += W) p[prow + j] = p[prow + j] / sum;
-	memoryBarrierBuffer();
-	barrier();
+	if (SERIAL == 0u) {
+		memoryBarrierBuffer();
+		barrier();
+	}
 	for (uint d = t; d < D; d += W) {
 		float acc = 0.0;
 		for (uint j = 0; j <= last; j++) acc += p[prow + j] * v[(b * pc.kvcap + j) * pc.kvheads * D + kh * D + d];

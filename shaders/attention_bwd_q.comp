@@ -2,6 +2,7 @@
 // Attention backward, part 1: one workgroup per (batch, head, query i) computes
 // dS[i, j] = P[i, j] * (dO_i.V_j - sum_j' P[i, j'] dO_i.V_j') * scale into ds,
 // then dQ_i = sum_j dS[i, j] K_j. Requires QLen == KVLen == KVCap (T).
+// SERIAL = 1 (CPU devices): one invocation per row instead, no barriers.
 #include "common.glsl"
 #include "reduce.glsl"
 
@@ -17,10 +18,12 @@ layout(push_constant) uniform Push {
 	float scale;
 } pc;
 
+layout(constant_id = 1) const uint SERIAL = 0;
+
 void main() {
-	uint row = linear_group(); // (b*heads + h)*T + i
+	uint row = SERIAL != 0u ? gid() : linear_group(); // (b*heads + h)*T + i
 	if (row >= pc.batch * pc.heads * pc.T) return;
-	uint t = gl_LocalInvocationID.x, W = gl_WorkGroupSize.x;
+	uint t = SERIAL != 0u ? 0u : gl_LocalInvocationID.x, W = SERIAL != 0u ? 1u : gl_WorkGroupSize.x;
 	uint i = row % pc.T, h = (row / pc.T) % pc.heads, b = row / (pc.T * pc.heads);
 	uint kh = h / (pc.heads / pc.kvheads), D = pc.head_dim;
 	uint qbase = (b * pc.T + i) * pc.heads * D + h * D;
@@ -37,10 +40,12 @@ void main() {
 		ds[prow + j] = dp;
 		rs += p[prow + j] * dp;
 	}
-	rs = wg_sum(rs);
+	if (SERIAL == 0u) rs = wg_sum(rs);
 	for (uint j = t; j < pc.T; j += W) ds[prow + j] = j <= i ? p[prow + j] * (ds[prow + j] - rs) * pc.scale : 0.0;
-	memoryBarrierBuffer();
-	barrier();
+	if (SERIAL == 0u) {
+		memoryBarrierBuffer();
+		barrier();
+	}
 	for (uint d = t; d < D; d += W) {
 		float acc = 0.0;
 		for (uint j = 0; j <= i; j++) acc += ds[prow + j] * k[(b * pc.T + j) * kvw + kh * D + d];

@@ -6,7 +6,9 @@
 //   B_T defined:   B(k, n) = W[n, k]                (x · Wᵀ)
 //   B_T undefined: B(k, n) = W[k, n]                (dy · W, and dyᵀ · x)
 // Tile sizes are specialization constants; the k loop runs in a fixed order,
-// so results are bit-identical run to run.
+// so results are bit-identical run to run. SERIAL = 1 (CPU devices): each
+// invocation computes its TM x TN outputs straight from memory, without
+// shared tiles or barriers (the CPU's caches do the reuse).
 #include "common.glsl"
 
 layout(constant_id = 1) const uint BM = 64;
@@ -14,6 +16,7 @@ layout(constant_id = 2) const uint BN = 64;
 layout(constant_id = 3) const uint BK = 16;
 layout(constant_id = 4) const uint TM = 4;
 layout(constant_id = 5) const uint TN = 4;
+layout(constant_id = 6) const uint SERIAL = 0;
 
 layout(binding = 0) readonly buffer ABuf { float a[]; };
 layout(binding = 1) readonly buffer WBuf { uint w[]; };
@@ -32,7 +35,54 @@ layout(push_constant) uniform Push {
 shared float As[BK * BM];
 shared float Bs[BK * BN];
 
+float aload(uint m, uint k) {
+#ifdef A_T
+	return a[pc.a_off + k * pc.lda + m];
+#else
+	return a[pc.a_off + m * pc.lda + k];
+#endif
+}
+
+float bload(uint k, uint n) {
+#ifdef B_T
+	return wload(n, k);
+#else
+	return wload(k, n);
+#endif
+}
+
+void serial_main() {
+	uint e = gid();
+	uint nb = (pc.N + TN - 1) / TN;
+	uint m0 = (e / nb) * TM, n0 = (e % nb) * TN;
+	if (m0 >= pc.M) return;
+	float acc[TM * TN];
+	for (uint i = 0; i < TM * TN; i++) acc[i] = 0.0;
+	for (uint k = 0; k < pc.K; k++) {
+		float av[TM], bv[TN];
+		for (uint i = 0; i < TM; i++) av[i] = m0 + i < pc.M ? aload(m0 + i, k) : 0.0;
+		for (uint j = 0; j < TN; j++) bv[j] = n0 + j < pc.N ? bload(k, n0 + j) : 0.0;
+		for (uint i = 0; i < TM; i++)
+			for (uint j = 0; j < TN; j++) acc[i * TN + j] += av[i] * bv[j];
+	}
+	for (uint i = 0; i < TM; i++) {
+		uint m = m0 + i;
+		if (m >= pc.M) continue;
+		for (uint j = 0; j < TN; j++) {
+			uint n = n0 + j;
+			if (n >= pc.N) continue;
+			uint idx = pc.c_off + m * pc.ldc + n;
+			float v = acc[i * TN + j];
+			c[idx] = pc.accumulate != 0u ? c[idx] + v : v;
+		}
+	}
+}
+
 void main() {
+	if (SERIAL != 0u) {
+		serial_main();
+		return;
+	}
 	const uint tid = gl_LocalInvocationID.x;
 	const uint TX = BN / TN; // threads along n
 	const uint TY = BM / TM; // threads along m

@@ -23,11 +23,11 @@ type Options struct {
 	MaxBindingBytes uint64
 }
 
-// gemvMode values.
+// serialMode values.
 const (
-	gemvAuto = iota
-	gemvSerial
-	gemvReduce
+	serialAuto = iota
+	serialOn
+	serialOff
 )
 
 // AutoDevice as Options.Index lets New choose the device.
@@ -47,9 +47,10 @@ type Backend struct {
 	align   uint64
 	maxWG   uint32
 	gemmCfg gemmConfig
-	// gemvMode overrides the matrix-vector kernel choice (one invocation per
-	// output on CPU devices, a workgroup reduction elsewhere); tests cover both.
-	gemvMode int
+	// serialMode overrides the choice between one invocation per output row
+	// (matrix-vector and attention kernels on CPU devices) and a workgroup
+	// reduction per row (elsewhere); tests cover both.
+	serialMode int
 
 	mu      sync.Mutex
 	eager   *stream   // ops recorded for immediate submission

@@ -260,12 +260,12 @@ func TestGEMMTiles(t *testing.T) {
 			skip = append(skip, name)
 		}
 	}
-	for i, g := range []gemmConfig{smallTiles, largeTiles, narrowTiles} {
-		t.Run(fmt.Sprintf("%dx%dx%d_%dx%d", g.BM, g.BN, g.BK, g.TM, g.TN), func(t *testing.T) {
+	for i, g := range []gemmConfig{smallTiles, largeTiles, narrowTiles, serialTiles} {
+		t.Run(fmt.Sprintf("%dx%dx%d_%dx%d_serial=%v", g.BM, g.BN, g.BK, g.TM, g.TN, g.Serial), func(t *testing.T) {
 			b := open(t, Options{})
 			b.gemmCfg = g
 			// the matrix-vector kernel takes MatMul's single-row cases: both kinds.
-			b.gemvMode = []int{gemvReduce, gemvSerial, gemvReduce}[i]
+			b.serialMode = []int{serialOff, serialOn, serialOff, serialOn}[i]
 			backendtest.Run(t, b, backendtest.Options{Short: true, Skip: skip})
 		})
 	}
@@ -277,9 +277,9 @@ func TestGEMV(t *testing.T) {
 	r := ref.New()
 	defer r.Close()
 	rng := rand.New(rand.NewPCG(4, 4))
-	for _, mode := range []int{gemvSerial, gemvReduce} {
+	for _, mode := range []int{serialOn, serialOff} {
 		b := open(t, Options{})
-		b.gemvMode = mode
+		b.serialMode = mode
 		for _, dt := range []backend.DType{backend.F32, backend.F16, backend.Q8_0, backend.Q4_0, backend.NF4} {
 			for _, m := range []int{1, 3, 4} {
 				k, n := 128, 37
@@ -298,5 +298,23 @@ func TestGEMV(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestRowKernels runs attention (forward, backward, and in a recorded step)
+// through both kinds of row kernel: a workgroup per row and an invocation per row.
+func TestRowKernels(t *testing.T) {
+	var skip []string
+	for name := range backendtest.DefaultTol {
+		if name != "Attention" && name != "AttentionBackward" && name != "Record" {
+			skip = append(skip, name)
+		}
+	}
+	for _, mode := range []int{serialOn, serialOff} {
+		t.Run(fmt.Sprint(map[int]string{serialOn: "serial", serialOff: "workgroup"}[mode]), func(t *testing.T) {
+			b := open(t, Options{})
+			b.serialMode = mode
+			backendtest.Run(t, b, backendtest.Options{Short: true, Skip: skip})
+		})
 	}
 }

@@ -276,8 +276,9 @@ func (b *Backend) Attention(outT, probsT, qT, kT, vT backend.Tensor, a backend.A
 		return err
 	}
 	push := []uint32{uint32(a.Batch), uint32(a.QLen), uint32(a.KVLen), uint32(a.KVCap), uint32(a.Heads), uint32(a.KVHeads), uint32(a.HeadDim), uint32(a.QOffset), f32bits(a.Scale)}
-	return b.dispatch(op, "attention", []uint32{b.redWG(64)},
-		[]binding{out("out", ts[0].view()), out("probs", pv), in("q", ts[2].view()), in("k", ts[3].view()), in("v", ts[4].view())}, push, rows)
+	wg, spec, groups := b.rowKernel(rows)
+	return b.dispatch(op, "attention", []uint32{wg, spec},
+		[]binding{out("out", ts[0].view()), out("probs", pv), in("q", ts[2].view()), in("k", ts[3].view()), in("v", ts[4].view())}, push, groups)
 }
 
 // AttentionBackward: dq, dk, dv from dout and the saved probabilities.
@@ -302,9 +303,10 @@ func (b *Backend) AttentionBackward(dqT, dkT, dvT, doutT, probsT, qT, kT, vT bac
 		return err
 	}
 	push := []uint32{uint32(a.Batch), uint32(a.QLen), uint32(a.Heads), uint32(a.KVHeads), uint32(a.HeadDim), f32bits(a.Scale)}
-	if err := b.dispatch(op, "attention_bwd_q", []uint32{b.redWG(64)},
+	wg, spec, groups := b.rowKernel(rows)
+	if err := b.dispatch(op, "attention_bwd_q", []uint32{wg, spec},
 		[]binding{out("dq", dq.view()), out("dscores", ds), in("dout", dout.view()), in("probs", probs.view()), in("k", k.view()), in("v", v.view())},
-		push, rows); err != nil {
+		push, groups); err != nil {
 		return err
 	}
 	w := b.wg(64)
@@ -377,4 +379,15 @@ func (b *Backend) redWG(want uint32) uint32 {
 		want = min(want, 16)
 	}
 	return b.wg(want)
+}
+
+// rowKernel returns the workgroup size, SERIAL specialization constant and
+// workgroup count of a kernel over rows (attention): one workgroup per row,
+// or on CPU devices one invocation per row.
+func (b *Backend) rowKernel(rows uint64) (wg, serial uint32, groups uint64) {
+	if b.serial() {
+		wg = b.wg(64)
+		return wg, 1, ceilDiv(rows, uint64(wg))
+	}
+	return b.redWG(64), 0, rows
 }

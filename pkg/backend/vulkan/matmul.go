@@ -9,11 +9,23 @@ import (
 )
 
 // gemmConfig holds the tile sizes passed to gemm.comp as specialization constants.
-type gemmConfig struct{ BM, BN, BK, TM, TN uint32 }
+// Serial configurations give each invocation TM x TN outputs computed from
+// memory, without shared tiles (BM = TM, BN = TN).
+type gemmConfig struct {
+	BM, BN, BK, TM, TN uint32
+	Serial             bool
+}
 
-func (g gemmConfig) threads() uint32 { return (g.BM / g.TM) * (g.BN / g.TN) }
+func (g gemmConfig) threads() uint32 {
+	if g.Serial {
+		return 64
+	}
+	return (g.BM / g.TM) * (g.BN / g.TN)
+}
 
-func (g gemmConfig) spec() []uint32 { return []uint32{g.threads(), g.BM, g.BN, g.BK, g.TM, g.TN} }
+func (g gemmConfig) spec() []uint32 {
+	return []uint32{g.threads(), g.BM, g.BN, g.BK, g.TM, g.TN, boolU(g.Serial)}
+}
 
 // Tile configurations: small tiles keep a GPU busy on the small products of
 // LoRA training (few tokens per micro-batch); large tiles with 8x8 outputs per
@@ -24,10 +36,14 @@ var (
 	largeTiles = gemmConfig{BM: 128, BN: 128, BK: 8, TM: 8, TN: 8}
 )
 
-// narrowTiles has 64 invocations and 4 KiB of shared memory: for devices
-// below largeTiles' needs, and for small products on CPUs (a stories260K
-// forward pass spent 400 instead of 740 ms in GEMMs on lavapipe).
+// narrowTiles has 64 invocations and 4 KiB of shared memory, for devices
+// below largeTiles' needs.
 var narrowTiles = gemmConfig{BM: 64, BN: 64, BK: 8, TM: 8, TN: 8}
+
+// serialTiles computes 4x4 outputs per invocation without shared memory or
+// barriers: small products on CPU devices (a stories260K training step spent
+// 275 instead of 1250 ms in GEMMs on lavapipe than with 128x128 tiles).
+var serialTiles = gemmConfig{BM: 4, BN: 4, BK: 1, TM: 4, TN: 4, Serial: true}
 
 // defaultGemm returns a fixed configuration for devices that cannot run
 // largeTiles; zero means choose per product.
@@ -51,7 +67,7 @@ func (b *Backend) tiles(M, N int) gemmConfig {
 		if big >= 8 {
 			return largeTiles
 		}
-		return narrowTiles
+		return serialTiles
 	}
 	if big >= 512 {
 		return largeTiles
@@ -109,13 +125,17 @@ func (b *Backend) gemm(op, variant string, M, N, K, lda, ldc, aOff, cOff int, a,
 		// decoding: a tile of 64+ rows would be almost all padding.
 		name := "gemv_" + strings.TrimPrefix(variant, "gemm_nt_")
 		binds := []binding{in("activations", a), in("w", w), out("out", c)}
-		if serial := b.info.Type == "cpu"; b.gemvMode == gemvSerial || serial && b.gemvMode != gemvReduce {
+		if b.serial() {
 			wg := b.wg(64)
 			return b.dispatch(op, name, []uint32{wg, 1}, binds, push, ceilDiv(uint64(M)*uint64(N), uint64(wg)))
 		}
 		return b.dispatch(op, name, []uint32{b.wg(64), 0}, binds, push, uint64(M)*uint64(N))
 	}
 	g := b.tiles(M, N)
+	if g.Serial {
+		blocks := ceilDiv(uint64(M), uint64(g.TM)) * ceilDiv(uint64(N), uint64(g.TN))
+		return b.dispatch(op, variant, g.spec(), []binding{in("activations", a), in("w", w), out("out", c)}, push, ceilDiv(blocks, uint64(g.threads())))
+	}
 	gx, gy := ceilDiv(uint64(N), uint64(g.BN)), ceilDiv(uint64(M), uint64(g.BM))
 	if gx > uint64(b.info.MaxWorkgroupCount[0]) || gy > uint64(b.info.MaxWorkgroupCount[1]) {
 		return fmt.Errorf("%s: a %dx%d product needs %dx%d workgroups, above the device's grid", op, M, N, gx, gy)
@@ -249,4 +269,10 @@ func (b *Backend) MatMulDW(dwT, dyT, xT backend.Tensor, accumulate bool) error {
 				is[0].v, is[1].v, is[2].v, 0, uint32(4*x.cols), accumulate || r0 > 0)
 		})
 	})
+}
+
+// serial reports whether row kernels run one invocation per row (CPU devices)
+// rather than one workgroup per row.
+func (b *Backend) serial() bool {
+	return b.serialMode == serialOn || b.info.Type == "cpu" && b.serialMode != serialOff
 }
