@@ -161,7 +161,7 @@ func SaveGGUF(path string, a *Adapter, c model.Config) error {
 	}
 	conv := a.Convert(ggufLayout(c.Arch), c)
 	kv := []gguf.KV{
-		{Key: "general.architecture", Value: gguf.MustValue(c.Arch)},
+		{Key: "general.architecture", Value: gguf.MustValue(ggufArch(c.Arch))},
 		{Key: "general.type", Value: gguf.MustValue("adapter")},
 		{Key: "adapter.type", Value: gguf.MustValue("lora")},
 		{Key: "adapter.lora.alpha", Value: gguf.MustValue(float32(alpha))},
@@ -188,4 +188,14 @@ func SaveGGUF(path string, a *Adapter, c model.Config) error {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}
 	return nil
+}
+
+// ggufArch is the llama.cpp architecture name of a base: llama.cpp has no
+// "mistral" architecture (convert_hf_to_gguf.py writes Mistral models as
+// llama), and it refuses an adapter whose architecture differs from the base's.
+func ggufArch(arch string) string {
+	if arch == model.ArchMistral {
+		return model.ArchLlama
+	}
+	return arch
 }

@@ -30,6 +30,7 @@ type runFlags struct {
 	offline bool
 	device  string
 	force   []string
+	profile bool
 }
 
 func (f *runFlags) addRecipeFlags(cmd *cobra.Command) {
@@ -40,6 +41,7 @@ func (f *runFlags) addRecipeFlags(cmd *cobra.Command) {
 func (f *runFlags) addRunFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.runs, "runs", "runs", "directory that holds run directories (RUNS/<recipe>/<run-id>/)")
 	cmd.Flags().BoolVar(&f.offline, "offline", false, "never touch the network; remote sources must be in the cache (also LORA_OFFLINE=1)")
+	cmd.Flags().BoolVar(&f.profile, "profile", false, "time every kernel of the training step (Vulkan timestamp queries) and print a per-kernel table; also written to the train stage's profile.json")
 }
 
 func (f *runFlags) overrides() []string {
@@ -165,6 +167,7 @@ func (f *runFlags) options(cmd *cobra.Command, st *store.Store) pipeline.Options
 		Log:           ioFrom(cmd).err,
 		ResolveDevice: resolveDevice,
 		Shaders:       shaderHash(),
+		Profile:       f.profile,
 	}
 }
 

@@ -132,6 +132,8 @@ type RunContext struct {
 	Device  string
 	Store   *store.Store
 	Offline bool
+	// Profile asks the stage to time its kernels and report them (--profile).
+	Profile bool
 	// Log receives human-readable progress lines (also kept in the run's logs/).
 	Log io.Writer
 

@@ -57,6 +57,8 @@ type Options struct {
 	Resume string
 	// RunID names the new run directory; default a UTC timestamp plus random.
 	RunID string
+	// Profile asks GPU stages to time their kernels (RunContext.Profile).
+	Profile bool
 	// Fetch tunes fetching (size limit, timeout); Store, Dir, Offline and
 	// Log are filled in by the runner.
 	Fetch fetch.Options
@@ -946,7 +948,7 @@ func (x *runner) runContext(s *recipe.Stage, out string, inputs map[string]strin
 		Recipe: x.r, Stage: s, Inputs: inputs, Out: out, RunDir: x.runDir,
 		Checkpoints: ckpt, Resume: resume,
 		Model: modelPath, ModelSHA256: modelSum, Quantize: quantizeOf(x.r, s),
-		Seed: x.r.Seed, Device: spec, Store: x.opt.Store, Offline: x.opt.Offline,
+		Seed: x.r.Seed, Device: spec, Store: x.opt.Store, Offline: x.opt.Offline, Profile: x.opt.Profile,
 		Log: io.MultiWriter(x.log, logf),
 	}
 	rc.metrics = func(m map[string]any) {

@@ -2,13 +2,17 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/lora-dev/lora/pkg/adapter"
+	"github.com/lora-dev/lora/pkg/atomicfile"
+	"github.com/lora-dev/lora/pkg/backend"
 	"github.com/lora-dev/lora/pkg/device"
 	"github.com/lora-dev/lora/pkg/examples"
 	"github.com/lora-dev/lora/pkg/model"
@@ -228,7 +232,20 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 			fmt.Fprintf(rc.Log, "resumed from %s at step %d\n", ck, t.Step)
 		}
 	}
+	prof, _ := be.(backend.Profiler)
+	if rc.Profile {
+		if prof == nil {
+			fmt.Fprintf(rc.Log, "note: --profile needs a backend with kernel timers (--device vulkan); %s has none\n", info.Name)
+		} else {
+			prof.Profile(true) // drop the timings of loading and recording
+		}
+	}
 	res, runErr := loop.Run(ctx)
+	if rc.Profile && prof != nil {
+		if err := writeProfile(rc, prof.Profile(true), t.Step); err != nil {
+			fmt.Fprintf(rc.Log, "warning: profile: %v\n", err)
+		}
+	}
 	// Whatever happened, leave what was learned and the plot.
 	if res != nil {
 		if err := report.LossPlot(filepath.Join(rc.Out, PlotFile), rc.Recipe.Name+" / "+s.Name, res.TrainCurve, res.EvalCurve); err != nil {
@@ -381,6 +398,32 @@ func (stageKind) Plan(ctx context.Context, pc *pipeline.PlanContext) ([]string, 
 			human(uint64(e.Total)), human(uint64(e.Weights)), human(uint64(e.Adapter)), human(uint64(e.Gradients)),
 			human(uint64(e.Optimizer)), human(uint64(e.Activations)), o.MicroBatch, o.CutoffLen))
 	return lines, nil
+}
+
+// ProfileFile holds the per-kernel times of a --profile run.
+const ProfileFile = "profile.json"
+
+// writeProfile prints the kernel table (slowest first) and writes profile.json.
+func writeProfile(rc *pipeline.RunContext, times []backend.KernelTime, steps int) error {
+	sort.Slice(times, func(i, j int) bool { return times[i].Seconds > times[j].Seconds })
+	var total float64
+	for _, k := range times {
+		total += k.Seconds
+	}
+	fmt.Fprintf(rc.Log, "kernel times over %d steps (GPU timestamps):\n", steps)
+	fmt.Fprintf(rc.Log, "  %-28s %8s %12s %12s %6s\n", "kernel", "calls", "total ms", "ms/step", "share")
+	for _, k := range times {
+		share := 0.0
+		if total > 0 {
+			share = 100 * k.Seconds / total
+		}
+		fmt.Fprintf(rc.Log, "  %-28s %8d %12.3f %12.4f %5.1f%%\n", k.Name, k.Calls, 1e3*k.Seconds, 1e3*k.Seconds/float64(max(1, steps)), share)
+	}
+	b, err := json.MarshalIndent(map[string]any{"steps": steps, "total_seconds": total, "kernels": times}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(rc.Out, ProfileFile), append(b, '\n'), 0o644)
 }
 
 // saveAdapterPEFT writes a in PEFT layout for model m.
