@@ -318,3 +318,30 @@ func TestRowKernels(t *testing.T) {
 		})
 	}
 }
+
+// TestOutOfMemory asks for more than the device-local heap and checks that the
+// error says what was needed, what is free and what to lower.
+func TestOutOfMemory(t *testing.T) {
+	b := open(t, Options{})
+	heap := b.Device().MemoryBytes
+	if heap == 0 || heap > 64<<30 {
+		t.Skipf("heap of %d bytes: too large to exceed in a test", heap)
+	}
+	_, err := b.Alloc(backend.F32, int(heap/4)+1<<20)
+	if err == nil {
+		t.Fatal("allocating more than the heap succeeded")
+	}
+	t.Log(err)
+	for _, want := range []string{"out of device memory", "needed", "free", "lower micro_batch_size"} {
+		if !contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	// the backend still works afterwards.
+	x, err := b.Alloc(backend.F32, 16)
+	must(t, err)
+	must(t, b.Fill(x, 2))
+	if got := read(t, b, x); got[15] != 2 {
+		t.Errorf("after the failed allocation: read %v", got[15])
+	}
+}

@@ -167,6 +167,11 @@ func (m *Memory) Free(b Block) {
 
 func (m *Memory) newChunk(size uint64, host bool) (*chunk, error) {
 	d := m.d
+	// Some drivers (lavapipe) grant more than the heap and fail later; refuse
+	// up front what cannot fit the device-local heap.
+	if heap := d.Info.MemoryBytes; !host && heap > 0 && m.Used+size > heap {
+		return nil, m.oom(size, vk.ErrorOutOfDeviceMemory)
+	}
 	usage := vk.BufferUsageFlags(vk.BufferUsageStorageBufferBit | vk.BufferUsageTransferSrcBit | vk.BufferUsageTransferDstBit)
 	binfo := &vk.BufferCreateInfo{
 		SType:       vk.StructureTypeBufferCreateInfo,
