@@ -212,7 +212,7 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := b.fillLocked(b.eagerStream(), t, 0); err != nil {
+	if err := b.fillLocked(t, 0, true); err != nil {
 		b.dev.Memory().Free(t.blk)
 		return nil, err
 	}
@@ -337,7 +337,11 @@ func (b *Backend) upload(dst vk.View, raw []byte) error {
 		b.staged = append(b.staged, blk)
 		b.stBytes += uint64(len(part))
 		copy(unsafe.Slice((*byte)(blk.Host), len(part)), part)
-		s := b.eagerStream()
+		s, err := b.eagerStream()
+		if err != nil {
+			b.dev.Memory().Free(blk)
+			return err
+		}
 		d := vk.View{Buffer: dst.Buffer, Offset: dst.Offset + uint64(off), Size: uint64(len(part))}
 		s.order([]vk.View{blk.View}, []vk.View{d})
 		s.cmd.Copy(d, blk.View, uint64(len(part)))
@@ -367,7 +371,11 @@ func (b *Backend) Read(x backend.Tensor, dst any) error {
 		if err != nil {
 			return fmt.Errorf("read: staging %s: %w", vk.MiB(uint64(n)), err)
 		}
-		s := b.eagerStream()
+		s, err := b.eagerStream()
+		if err != nil {
+			b.dev.Memory().Free(blk)
+			return err
+		}
 		src := vk.View{Buffer: t.blk.Buffer, Offset: t.blk.Offset + uint64(off), Size: uint64(n)}
 		s.order([]vk.View{src}, []vk.View{blk.View})
 		s.cmd.Copy(blk.View, src, uint64(n))
@@ -469,9 +477,9 @@ func (b *Backend) Profile(reset bool) []backend.KernelTime {
 }
 
 // eagerStream returns the stream for immediate work, starting one if needed.
-func (b *Backend) eagerStream() *stream {
+func (b *Backend) eagerStream() (*stream, error) {
 	if b.eager != nil {
-		return b.eager
+		return b.eager, nil
 	}
 	var c *vk.Cmd
 	if n := len(b.spare); n > 0 {
@@ -479,21 +487,22 @@ func (b *Backend) eagerStream() *stream {
 	} else {
 		var err error
 		if c, err = b.dev.NewCmd(4096); err != nil {
-			panic(fmt.Sprintf("vulkan: cannot allocate a command buffer: %v", err)) // out of host memory
+			return nil, fmt.Errorf("vulkan: command buffer: %w", err)
 		}
 	}
 	if err := c.Begin(false); err != nil {
-		panic(fmt.Sprintf("vulkan: cannot begin a command buffer: %v", err))
+		c.Release()
+		return nil, fmt.Errorf("vulkan: command buffer: %w", err)
 	}
 	b.eager = &stream{cmd: c}
-	return b.eager
+	return b.eager, nil
 }
 
 // target is the stream operations are recorded into: the Program being
 // recorded, else the eager stream.
-func (b *Backend) target() *stream {
+func (b *Backend) target() (*stream, error) {
 	if b.rec != nil {
-		return b.rec
+		return b.rec, nil
 	}
 	return b.eagerStream()
 }
@@ -761,7 +770,10 @@ func (b *Backend) dispatch2(op, name string, spec []uint32, binds []binding, pus
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	s := b.target()
+	s, err := b.target()
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
 	s.order(reads, writes)
 	s.cmd.Dispatch(p, set, push, gx, gy, 1)
 	return nil

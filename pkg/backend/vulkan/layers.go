@@ -161,11 +161,8 @@ func (b *Backend) ropeTable(p backend.RoPE, need int) (*ropeTable, error) {
 	}
 	b.keep = append(b.keep, blk)
 	view := vk.View{Buffer: blk.Buffer, Offset: blk.Offset, Size: uint64(4 * len(tab))}
-	saved := b.rec
-	b.rec = nil
-	err = b.upload(view, unsafe.Slice((*byte)(unsafe.Pointer(&tab[0])), 4*len(tab)))
-	b.rec = saved
-	if err != nil {
+	// upload records on the eager stream, also while a Program is recorded.
+	if err := b.upload(view, unsafe.Slice((*byte)(unsafe.Pointer(&tab[0])), 4*len(tab))); err != nil {
 		return nil, err
 	}
 	t := &ropeTable{view: view, n: n}

@@ -53,17 +53,18 @@ func checkN(op string, n int) error {
 	return nil
 }
 
-func (b *Backend) fillLocked(s *stream, t *tensor, v float32) error {
+// fillLocked records a fill of t; eager puts it on the eager stream even
+// while a Program is being recorded (Alloc's zero fill happens once).
+func (b *Backend) fillLocked(t *tensor, v float32, eager bool) error {
 	bits := f32bits(v)
 	if t.dt == backend.I32 {
 		bits = uint32(int32(v))
 	}
-	// Alloc's zero fill goes to the eager stream even while recording.
-	saved := b.rec
-	if s == b.eager {
+	if eager {
+		saved := b.rec
 		b.rec = nil
+		defer func() { b.rec = saved }()
 	}
-	defer func() { b.rec = saved }()
 	return b.elementwise("fill", "fill", t.n, []binding{out("t", t.view()).per(4)}, func(m, _ int) []uint32 { return eltPush(m, bits, 0, 0, 0, false) })
 }
 
@@ -82,7 +83,7 @@ func (b *Backend) Fill(x backend.Tensor, v float32) error {
 		return err
 	}
 	t.shadow = nil // the host copy no longer describes the contents
-	return b.fillLocked(b.target(), t, v)
+	return b.fillLocked(t, v, false)
 }
 
 func sub(t *tensor, off, n int) vk.View {
