@@ -431,6 +431,11 @@ func (c *checker) defaults(s *Stage) {
 		if nn := c.at("stages", s.Name, "needs"); nn.kind != nSeq && c.at("stages", s.Name).keyNode("needs") != nil {
 			return "" // needs itself is wrong, reported by the decoder
 		}
+		for _, n := range s.Needs {
+			if c.r.Stage(n) == nil {
+				return "" // the unknown stage is reported; guessing further is noise
+			}
+		}
 		switch len(found) {
 		case 1:
 			return found[0]

@@ -176,6 +176,9 @@ func parseYAML(file string, src []byte) (*node, diag.List) {
 				d.Range = diag.Range{File: file, Start: p, End: diag.Pos{Line: p.Line, Col: p.Col + 1}}
 			}
 		}
+		if strings.Contains(d.Message, "not allowed in this context") {
+			d = blameIndentation(file, src, d)
+		}
 		ds.Add(d)
 		return nil, ds
 	}
@@ -207,6 +210,178 @@ func syntaxDiag(file string, err error) diag.Diagnostic {
 	}
 	return diag.Errorf(diag.Range{File: file}, "yaml-syntax", "YAML syntax: %v", err).
 		WithHint("check indentation (spaces only, no tabs) and that quotes and brackets are closed")
+}
+
+// blameIndentation moves an indentation error to the line most likely at
+// fault. go-yaml reports where the structure broke, which is often the line
+// before or after the one a person mis-indented. Between two candidate
+// lines it blames the one with a tab, or the one not indented by the file's
+// step (the usual indentation of a block under its key, often 2) relative
+// to the key it belongs to.
+func blameIndentation(file string, src []byte, d diag.Diagnostic) diag.Diagnostic {
+	lines := strings.Split(string(src), "\n")
+	content := func(i int) bool {
+		if i < 0 || i >= len(lines) {
+			return false
+		}
+		t := strings.TrimSpace(lines[i])
+		return t != "" && !strings.HasPrefix(t, "#")
+	}
+	lead := func(i int) string { return lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " \t"))] }
+	indent := func(i int) int { return len(lead(i)) }
+	hasTab := func(i int) bool { return strings.Contains(lead(i), "\t") }
+	prev := func(i int) int {
+		for i--; i >= 0 && !content(i); i-- {
+		}
+		return i
+	}
+	next := func(i int) int {
+		for i++; i < len(lines) && !content(i); i++ {
+		}
+		if i >= len(lines) {
+			return -1
+		}
+		return i
+	}
+	opensBlock := func(i int) bool {
+		t := strings.TrimSpace(lines[i])
+		if h := strings.Index(t, " #"); h >= 0 {
+			t = strings.TrimSpace(t[:h])
+		}
+		return strings.HasSuffix(t, ":")
+	}
+	// opener: the nearest earlier line indented less than i that opens a block
+	opener := func(i int) int {
+		for k := prev(i); k >= 0; k = prev(k) {
+			if indent(k) < indent(i) && opensBlock(k) {
+				return k
+			}
+		}
+		return -1
+	}
+	// the step: the most common indentation of a block's first line
+	// relative to its key (one mis-indented line cannot change it)
+	counts := map[int]int{}
+	for i := range lines {
+		if content(i) && opensBlock(i) {
+			if c := next(i); c >= 0 && indent(c) > indent(i) {
+				counts[indent(c)-indent(i)]++
+			}
+		}
+	}
+	step := 0
+	for st, n := range counts {
+		if step == 0 || n > counts[step] || n == counts[step] && st < step {
+			step = st
+		}
+	}
+	offStep := func(i int) bool {
+		if hasTab(i) {
+			return true
+		}
+		if strings.HasPrefix(strings.TrimSpace(lines[i]), "- ") {
+			return false // list items may sit at their key's indentation
+		}
+		o := opener(i)
+		if o < 0 {
+			return indent(i) != 0
+		}
+		return step > 0 && indent(i)-indent(o) != step
+	}
+	at := func(i int) diag.Diagnostic {
+		if hasTab(i) {
+			d.Message = "YAML syntax: this line is indented with a tab"
+			d.Hint = "indent with spaces; YAML does not allow tabs"
+		} else {
+			d.Message = fmt.Sprintf("YAML syntax: this line's indentation (%d spaces) does not fit the lines around it", indent(i))
+			d.Hint = "align it with its sibling keys, or indent it one step under the key it belongs to"
+			if o := opener(i); o >= 0 && step > 0 {
+				key := strings.TrimSpace(lines[o])
+				if h := strings.Index(key, " #"); h >= 0 {
+					key = strings.TrimSpace(key[:h])
+				}
+				d.Hint = fmt.Sprintf("indent it %d spaces, one step under `%s` (line %d), like its sibling keys", indent(o)+step, key, o+1)
+			}
+		}
+		col := utf8.RuneCountInString(lead(i)) + 1
+		d.Range = diag.Range{File: file, Start: diag.Pos{Line: i + 1, Col: col}, End: diag.Pos{Line: i + 1, Col: col + utf8.RuneCountInString(strings.TrimSpace(lines[i]))}}
+		return d
+	}
+	// pick chooses between the earlier line a and the later line b
+	pick := func(a, b int) diag.Diagnostic {
+		switch {
+		case offStep(a) && !offStep(b):
+			return at(a)
+		case offStep(b) && !offStep(a):
+			return at(b)
+		}
+		// a line at its opener's own indentation, right under it, leaves
+		// the block empty: it is the intruder
+		if pa := prev(a); pa >= 0 && opensBlock(pa) && indent(a) <= indent(pa) {
+			return at(a)
+		}
+		return at(b)
+	}
+	// a bare word on a line of its own where a key is expected: the colon
+	// is missing
+	bare := regexp.MustCompile(`^\s*[A-Za-z_][A-Za-z0-9_-]*(\s+[^:#\s][^:#]*)?\s*(#.*)?$`)
+	missingColon := func(i int) diag.Diagnostic {
+		d = at(i)
+		d.Message = "YAML syntax: this line has no colon, so it is not a key"
+		key, rest, _ := strings.Cut(strings.TrimSpace(lines[i]), " ")
+		d.Hint = fmt.Sprintf("write `%s: %s`", key, strings.TrimSpace(rest))
+		if rest == "" {
+			d.Hint = fmt.Sprintf("write `%s:`", key)
+		}
+		return d
+	}
+	l := d.Range.Start.Line - 1
+	if !content(l) {
+		return d
+	}
+	if p := prev(l); p >= 0 && bare.MatchString(lines[p]) && !strings.Contains(d.Message, "mapping value") {
+		if pp := prev(p); pp < 0 || opensBlock(pp) || indent(pp) >= indent(p) {
+			return missingColon(p)
+		}
+	}
+	if strings.Contains(d.Message, "mapping value is not allowed") {
+		// a colon on the error's own line is the problem: a value with ": "
+		// in it, or a missing line break
+		rs := []rune(lines[l])
+		if rest := string(rs[min(d.Range.Start.Col, len(rs)):]); strings.Contains(rest+" ", ": ") {
+			return d
+		}
+		c := next(l)
+		if c < 0 || indent(c) <= indent(l) {
+			return d
+		}
+		return pick(l, c)
+	}
+	// "value is not allowed": line l does not fit the block it is in
+	p := prev(l)
+	if p < 0 {
+		return d
+	}
+	if hasTab(p) {
+		return at(p)
+	}
+	if hasTab(l) {
+		return at(l)
+	}
+	// a mis-indented key opens the block l is in
+	if o := opener(l); o >= 0 && offStep(o) {
+		return at(o)
+	}
+	// the block's first line set its indentation; l disagrees with it
+	if o := opener(l); o >= 0 {
+		if f := next(o); f >= 0 && f != l && lead(f) != lead(l) && indent(f) > indent(o) {
+			return pick(f, l)
+		}
+	}
+	if indent(p) == indent(l) {
+		return d
+	}
+	return pick(p, l)
 }
 
 // unclosedBracket finds the innermost flow bracket still open at position
@@ -252,6 +427,8 @@ func syntaxHint(msg string) string {
 	switch {
 	case strings.Contains(msg, "tab") || strings.Contains(msg, `\t`) || strings.Contains(msg, "\t"):
 		return "indent with spaces; YAML does not allow tabs"
+	case strings.Contains(msg, "unexpected key name"):
+		return "is the colon after the key on this line missing? write `key:` or `key: value`"
 	case strings.Contains(msg, "non-map value"):
 		return "a key needs a colon and a space after it: `key: value`"
 	case strings.Contains(msg, "mapping value is not allowed"):
