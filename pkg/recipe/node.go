@@ -176,8 +176,27 @@ func parseYAML(file string, src []byte) (*node, diag.List) {
 				d.Range = diag.Range{File: file, Start: p, End: diag.Pos{Line: p.Line, Col: p.Col + 1}}
 			}
 		}
-		if strings.Contains(d.Message, "not allowed in this context") {
-			d = blameIndentation(file, src, d)
+		if strings.Contains(d.Message, "not allowed in this context") || strings.Contains(d.Message, "unexpected key name") {
+			if q, ok := unclosedQuote(src, d.Range.Start.Line); ok {
+				d.Message = "YAML syntax: this quoted string is not closed on its line"
+				d.Hint = "add the closing \" (a quoted value may span lines only on purpose)"
+				d.Range = diag.Range{File: file, Start: q, End: diag.Pos{Line: q.Line, Col: q.Col + 1}}
+			} else if strings.Contains(d.Message, "not allowed in this context") {
+				d = blameIndentation(file, src, d)
+			} else if l := d.Range.Start.Line; l >= 1 {
+				// "unexpected key name": a key written without its colon
+				text := strings.TrimSpace(strings.Split(string(src), "\n")[l-1])
+				if h := strings.Index(text, " #"); h >= 0 {
+					text = strings.TrimSpace(text[:h])
+				}
+				if key, rest, _ := strings.Cut(text, " "); key != "" && !strings.ContainsAny(key, ":\"'") {
+					d.Message = "YAML syntax: this line has no colon, so it is not a key"
+					d.Hint = fmt.Sprintf("write `%s:`", key)
+					if rest != "" {
+						d.Hint = fmt.Sprintf("write `%s: %s`", key, strings.TrimSpace(rest))
+					}
+				}
+			}
 		}
 		ds.Add(d)
 		return nil, ds
@@ -382,6 +401,43 @@ func blameIndentation(file string, src []byte, d diag.Diagnostic) diag.Diagnosti
 		return d
 	}
 	return pick(p, l)
+}
+
+// unclosedQuote finds, on the lines before line (1-based), the nearest
+// line whose double-quoted value does not close on it; a YAML error further
+// down is then most likely that quote swallowing the lines after it.
+func unclosedQuote(src []byte, line int) (diag.Pos, bool) {
+	lines := strings.Split(string(src), "\n")
+	for i := min(line, len(lines)) - 1; i >= 0 && i >= line-80; i-- {
+		open, col := false, 0
+		rs := []rune(lines[i])
+		for j := 0; j < len(rs); j++ {
+			c := rs[j]
+			switch {
+			case open && c == '\\':
+				j++
+			case c == '"':
+				if !open {
+					// a quote opens a value only after ": ", "- ", "[", "{" or ","
+					k := j - 1
+					for k >= 0 && rs[k] == ' ' {
+						k--
+					}
+					if k >= 0 && !strings.ContainsRune(":-[{,", rs[k]) {
+						continue
+					}
+					col = j + 1
+				}
+				open = !open
+			case !open && c == '#' && (j == 0 || rs[j-1] == ' '):
+				j = len(rs)
+			}
+		}
+		if open {
+			return diag.Pos{Line: i + 1, Col: col}, true
+		}
+	}
+	return diag.Pos{}, false
 }
 
 // unclosedBracket finds the innermost flow bracket still open at position
