@@ -48,87 +48,49 @@ func Open(d DeviceInfo) (*Device, error) {
 	if err := load(); err != nil {
 		return nil, err
 	}
-	qinfo := []vk.DeviceQueueCreateInfo{{
-		SType:            vk.StructureTypeDeviceQueueCreateInfo,
-		QueueFamilyIndex: d.family,
-		QueueCount:       1,
-		PQueuePriorities: []float32{1},
-	}}
-	dinfo := &vk.DeviceCreateInfo{
-		SType:                vk.StructureTypeDeviceCreateInfo,
-		QueueCreateInfoCount: 1,
-		PQueueCreateInfos:    qinfo,
+	var devPtr unsafe.Pointer
+	if r := vk.Result(C.lora_vk_create_device(gipa, handle(instance), handle(d.phys), C.uint32_t(d.family), &devPtr)); r != vk.Success {
+		return nil, check("vkCreateDevice on "+d.Name, r)
 	}
-	var (
-		dev    vk.Device
-		pool   vk.CommandPool
-		cache  vk.PipelineCache
-		setLay vk.DescriptorSetLayout
-		layout vk.PipelineLayout
-	)
 	dv := &Device{Info: d, modules: map[string]vk.ShaderModule{}, pipelines: map[string]*Pipeline{}, sets: map[setKey]vk.DescriptorSet{}}
-	if err := check("vkCreateDevice on "+d.Name, vk.CreateDevice(d.phys, dinfo, nil, &dev)); err != nil {
-		return nil, err
-	}
-	dv.dev = dev
+	dv.dev = fromPtr[vk.Device](devPtr)
 	var queue vk.Queue
 	vk.GetDeviceQueue(dv.dev, d.family, 0, &queue)
 	dv.queue = queue
 	dv.cmds = C.lora_vk_cmds_new(gipa, handle(instance), handle(dv.dev))
 	if dv.cmds == nil {
 		vk.DestroyDevice(dv.dev, nil)
-		return nil, fmt.Errorf("vulkan: cannot resolve command entry points on %s", d.Name)
+		return nil, fmt.Errorf("vulkan: cannot resolve device entry points on %s", d.Name)
 	}
 	pinfo := &vk.CommandPoolCreateInfo{
 		SType:            vk.StructureTypeCommandPoolCreateInfo,
 		Flags:            vk.CommandPoolCreateFlags(vk.CommandPoolCreateResetCommandBufferBit),
 		QueueFamilyIndex: d.family,
 	}
+	var pool vk.CommandPool
 	if err := check("vkCreateCommandPool", vk.CreateCommandPool(dv.dev, pinfo, nil, &pool)); err != nil {
 		dv.Close()
 		return nil, err
 	}
 	dv.pool = pool
 	cinfo := &vk.PipelineCacheCreateInfo{SType: vk.StructureTypePipelineCacheCreateInfo}
+	var cache vk.PipelineCache
 	if err := check("vkCreatePipelineCache", vk.CreatePipelineCache(dv.dev, cinfo, nil, &cache)); err != nil {
 		dv.Close()
 		return nil, err
 	}
 	dv.cache = cache
-	binds := make([]vk.DescriptorSetLayoutBinding, MaxBindings)
-	for i := range binds {
-		binds[i] = vk.DescriptorSetLayoutBinding{
-			Binding:         uint32(i),
-			DescriptorType:  vk.DescriptorTypeStorageBuffer,
-			DescriptorCount: 1,
-			StageFlags:      vk.ShaderStageFlags(vk.ShaderStageComputeBit),
-		}
-	}
-	linfo := &vk.DescriptorSetLayoutCreateInfo{
-		SType:        vk.StructureTypeDescriptorSetLayoutCreateInfo,
-		BindingCount: MaxBindings,
-		PBindings:    binds,
-	}
-	if err := check("vkCreateDescriptorSetLayout", vk.CreateDescriptorSetLayout(dv.dev, linfo, nil, &setLay)); err != nil {
+	var setLay, layout C.uint64_t
+	if err := check("vkCreateDescriptorSetLayout", vk.Result(C.lora_vk_create_set_layout(dv.cmds, MaxBindings, &setLay))); err != nil {
 		dv.Close()
 		return nil, err
 	}
-	dv.setLay = setLay
-	plinfo := &vk.PipelineLayoutCreateInfo{
-		SType:                  vk.StructureTypePipelineLayoutCreateInfo,
-		SetLayoutCount:         1,
-		PSetLayouts:            []vk.DescriptorSetLayout{dv.setLay},
-		PushConstantRangeCount: 1,
-		PPushConstantRanges: []vk.PushConstantRange{{
-			StageFlags: vk.ShaderStageFlags(vk.ShaderStageComputeBit),
-			Size:       PushBytes,
-		}},
-	}
-	if err := check("vkCreatePipelineLayout", vk.CreatePipelineLayout(dv.dev, plinfo, nil, &layout)); err != nil {
+	dv.setLay = fromU64[vk.DescriptorSetLayout](setLay)
+	if err := check("vkCreatePipelineLayout", vk.Result(C.lora_vk_create_pipeline_layout(dv.cmds, setLay, PushBytes, &layout))); err != nil {
 		dv.Close()
 		return nil, err
 	}
-	dv.layout = layout
+	dv.layout = fromU64[vk.PipelineLayout](layout)
 	dv.mem.init(dv)
 	return dv, nil
 }
@@ -192,46 +154,24 @@ func (d *Device) Pipeline(name string, spirv []byte, spec []uint32) (*Pipeline, 
 		for i := range words {
 			words[i] = binary.LittleEndian.Uint32(spirv[4*i:])
 		}
-		minfo := &vk.ShaderModuleCreateInfo{
-			SType:    vk.StructureTypeShaderModuleCreateInfo,
-			CodeSize: uint(len(spirv)),
-			PCode:    words,
-		}
-		if err := check("vkCreateShaderModule "+name, vk.CreateShaderModule(d.dev, minfo, nil, &mod)); err != nil {
+		var m C.uint64_t
+		r := vk.Result(C.lora_vk_create_shader_module(d.cmds, (*C.uint32_t)(unsafe.Pointer(&words[0])), C.size_t(len(spirv)), &m))
+		if err := check("vkCreateShaderModule "+name, r); err != nil {
 			return nil, err
 		}
+		mod = fromU64[vk.ShaderModule](m)
 		d.modules[name] = mod
 	}
-	stage := vk.PipelineShaderStageCreateInfo{
-		SType:  vk.StructureTypePipelineShaderStageCreateInfo,
-		Stage:  vk.ShaderStageComputeBit,
-		Module: mod,
-		PName:  "main\x00",
-	}
-	var data []uint32
+	var cspec *C.uint32_t
 	if len(spec) > 0 {
-		entries := make([]vk.SpecializationMapEntry, len(spec))
-		for i := range spec {
-			entries[i] = vk.SpecializationMapEntry{ConstantID: uint32(i), Offset: uint32(4 * i), Size: 4}
-		}
-		data = append(data, spec...)
-		stage.PSpecializationInfo = []vk.SpecializationInfo{{
-			MapEntryCount: uint32(len(spec)),
-			PMapEntries:   entries,
-			DataSize:      uint(4 * len(spec)),
-			PData:         unsafe.Pointer(&data[0]),
-		}}
+		cspec = (*C.uint32_t)(unsafe.Pointer(&spec[0]))
 	}
-	info := []vk.ComputePipelineCreateInfo{{
-		SType:  vk.StructureTypeComputePipelineCreateInfo,
-		Stage:  stage,
-		Layout: d.layout,
-	}}
-	out := make([]vk.Pipeline, 1)
-	if err := check("vkCreateComputePipelines "+key, vk.CreateComputePipelines(d.dev, d.cache, 1, info, nil, out)); err != nil {
+	var pipe C.uint64_t
+	r := vk.Result(C.lora_vk_create_pipeline(d.cmds, handle64(d.cache), handle64(mod), handle64(d.layout), cspec, C.uint32_t(len(spec)), &pipe))
+	if err := check("vkCreateComputePipelines "+key, r); err != nil {
 		return nil, err
 	}
-	p := &Pipeline{Name: name, p: out[0]}
+	p := &Pipeline{Name: name, p: fromU64[vk.Pipeline](pipe)}
 	d.pipelines[key] = p
 	return p, nil
 }
@@ -258,42 +198,25 @@ func (d *Device) Set(views [MaxBindings]View) (vk.DescriptorSet, error) {
 		return s, nil
 	}
 	if d.poolLeft == 0 {
-		pinfo := &vk.DescriptorPoolCreateInfo{
-			SType:         vk.StructureTypeDescriptorPoolCreateInfo,
-			MaxSets:       setsPerPool,
-			PoolSizeCount: 1,
-			PPoolSizes:    []vk.DescriptorPoolSize{{Type: vk.DescriptorTypeStorageBuffer, DescriptorCount: setsPerPool * MaxBindings}},
-		}
-		var pool vk.DescriptorPool
-		if err := check("vkCreateDescriptorPool", vk.CreateDescriptorPool(d.dev, pinfo, nil, &pool)); err != nil {
+		var pool C.uint64_t
+		if err := check("vkCreateDescriptorPool", vk.Result(C.lora_vk_create_descriptor_pool(d.cmds, setsPerPool, setsPerPool*MaxBindings, &pool))); err != nil {
 			return nil, err
 		}
-		d.descPools = append(d.descPools, pool)
+		d.descPools = append(d.descPools, fromU64[vk.DescriptorPool](pool))
 		d.poolLeft = setsPerPool
 	}
-	ainfo := &vk.DescriptorSetAllocateInfo{
-		SType:              vk.StructureTypeDescriptorSetAllocateInfo,
-		DescriptorPool:     d.descPools[len(d.descPools)-1],
-		DescriptorSetCount: 1,
-		PSetLayouts:        []vk.DescriptorSetLayout{d.setLay},
-	}
-	var set vk.DescriptorSet
-	if err := check("vkAllocateDescriptorSets", vk.AllocateDescriptorSets(d.dev, ainfo, &set)); err != nil {
+	var cset C.uint64_t
+	r := vk.Result(C.lora_vk_allocate_set(d.cmds, handle64(d.descPools[len(d.descPools)-1]), handle64(d.setLay), &cset))
+	if err := check("vkAllocateDescriptorSets", r); err != nil {
 		return nil, err
 	}
 	d.poolLeft--
-	writes := make([]vk.WriteDescriptorSet, MaxBindings)
+	var bufs, offs, ranges [MaxBindings]C.uint64_t
 	for i, v := range views {
-		writes[i] = vk.WriteDescriptorSet{
-			SType:           vk.StructureTypeWriteDescriptorSet,
-			DstSet:          set,
-			DstBinding:      uint32(i),
-			DescriptorCount: 1,
-			DescriptorType:  vk.DescriptorTypeStorageBuffer,
-			PBufferInfo:     []vk.DescriptorBufferInfo{{Buffer: v.Buffer, Offset: vk.DeviceSize(v.Offset), Range: vk.DeviceSize(v.Size)}},
-		}
+		bufs[i], offs[i], ranges[i] = handle64(v.Buffer), C.uint64_t(v.Offset), C.uint64_t(v.Size)
 	}
-	vk.UpdateDescriptorSets(d.dev, MaxBindings, writes, 0, nil)
+	C.lora_vk_write_set(d.cmds, cset, MaxBindings, &bufs[0], &offs[0], &ranges[0])
+	set := fromU64[vk.DescriptorSet](cset)
 	d.sets[key] = set
 	return set, nil
 }
@@ -410,7 +333,7 @@ func (c *Cmd) Barrier() { C.lora_vk_barrier(c.d.cmds, handle(c.cb), 0) }
 
 // Copy records a buffer-to-buffer copy.
 func (c *Cmd) Copy(dst, src View, size uint64) {
-	vk.CmdCopyBuffer(c.cb, src.Buffer, dst.Buffer, 1, []vk.BufferCopy{{SrcOffset: vk.DeviceSize(src.Offset), DstOffset: vk.DeviceSize(dst.Offset), Size: vk.DeviceSize(size)}})
+	C.lora_vk_cmd_copy(c.d.cmds, handle(c.cb), handle64(src.Buffer), handle64(dst.Buffer), C.uint64_t(src.Offset), C.uint64_t(dst.Offset), C.uint64_t(size))
 }
 
 // End finishes recording; a host barrier makes all writes visible to the host.
@@ -424,12 +347,7 @@ func (c *Cmd) Submit() error {
 	if err := c.Wait(); err != nil {
 		return err
 	}
-	info := []vk.SubmitInfo{{
-		SType:              vk.StructureTypeSubmitInfo,
-		CommandBufferCount: 1,
-		PCommandBuffers:    []vk.CommandBuffer{c.cb},
-	}}
-	if err := check("vkQueueSubmit", vk.QueueSubmit(c.d.queue, 1, info, c.fence)); err != nil {
+	if err := check("vkQueueSubmit", vk.Result(C.lora_vk_queue_submit(c.d.cmds, handle(c.d.queue), handle(c.cb), handle64(c.fence)))); err != nil {
 		return err
 	}
 	c.pending = true

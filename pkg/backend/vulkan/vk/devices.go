@@ -1,6 +1,7 @@
 package vk
 
 /*
+#include <stdlib.h>
 #include "shim.h"
 */
 import "C"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"unsafe"
 
 	vk "github.com/vulkan-go/vulkan"
 )
@@ -119,19 +121,17 @@ func describe(p vk.PhysicalDevice) (DeviceInfo, bool) {
 		d.Type = "other"
 	}
 	// compute queue family: prefer one without graphics (async compute), else any.
-	var nq uint32
-	vk.GetPhysicalDeviceQueueFamilyProperties(p, &nq, nil)
-	qs := make([]vk.QueueFamilyProperties, nq)
-	vk.GetPhysicalDeviceQueueFamilyProperties(p, &nq, qs)
+	const maxFamilies = 64
+	var flags, tsb [maxFamilies]C.uint32_t
+	nq := min(int(C.lora_vk_queue_families(gipa, handle(instance), handle(p), &flags[0], &tsb[0], maxFamilies)), maxFamilies)
+	compute, graphics := C.uint32_t(vk.QueueComputeBit), C.uint32_t(vk.QueueGraphicsBit)
 	fam, tsBits := -1, uint32(0)
-	for i := range qs {
-		qs[i].Deref()
-		f := qs[i].QueueFlags
-		if f&vk.QueueFlags(vk.QueueComputeBit) == 0 {
+	for i := range nq {
+		if flags[i]&compute == 0 {
 			continue
 		}
-		if fam < 0 || f&vk.QueueFlags(vk.QueueGraphicsBit) == 0 && qs[fam].QueueFlags&vk.QueueFlags(vk.QueueGraphicsBit) != 0 {
-			fam, tsBits = i, qs[i].TimestampValidBits
+		if fam < 0 || flags[i]&graphics == 0 && flags[fam]&graphics != 0 {
+			fam, tsBits = i, uint32(tsb[i])
 		}
 	}
 	if fam < 0 {
@@ -201,21 +201,9 @@ func boolInt(b bool) C.int {
 }
 
 func hasExtension(p vk.PhysicalDevice, name string) bool {
-	var n uint32
-	if vk.EnumerateDeviceExtensionProperties(p, "", &n, nil) != vk.Success || n == 0 {
-		return false
-	}
-	exts := make([]vk.ExtensionProperties, n)
-	if vk.EnumerateDeviceExtensionProperties(p, "", &n, exts) != vk.Success {
-		return false
-	}
-	for i := range exts[:n] {
-		exts[i].Deref()
-		if vk.ToString(exts[i].ExtensionName[:]) == name {
-			return true
-		}
-	}
-	return false
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	return C.lora_vk_has_extension(gipa, handle(instance), handle(p), cname) != 0
 }
 
 // Choose picks a device: index >= 0 selects that entry of Devices, index < 0 the

@@ -81,6 +81,15 @@ func handle[T any](h T) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointe
 
 func handle64[T any](h T) C.uint64_t { return C.uint64_t(uintptr(handle(h))) }
 
+// fromPtr and fromU64 turn C handles back into the binding's handle types
+// (pointer-sized on the 64-bit platforms lora supports).
+func fromPtr[T any](p unsafe.Pointer) T { return *(*T)(unsafe.Pointer(&p)) }
+
+func fromU64[T any](u C.uint64_t) T {
+	p := uintptr(u)
+	return *(*T)(unsafe.Pointer(&p))
+}
+
 func check(what string, r vk.Result) error {
 	if r == vk.Success {
 		return nil
