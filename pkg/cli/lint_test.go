@@ -58,6 +58,7 @@ func TestLintExitCodes(t *testing.T) {
 		{"override fixes", []string{bad, "--set", "stages.train.train.stop_when=loss < 2"}, 0, []string{"ok"}},
 		{"override unknown path", []string{good, "--set", "stages.train.train.lora.rnk=4"}, 2, []string{"--set:1:25: error:", "did you mean rank?"}},
 		{"bad format flag", []string{good, "--format", "xml"}, 2, nil},
+		{"shipped recipes", shipped(t), 0, []string{"0 errors"}},
 		{"no args", nil, 2, nil},
 	}
 	for _, tt := range tests {
@@ -153,4 +154,13 @@ stages:
 	if code != 0 || !strings.Contains(out, "warning") {
 		t.Errorf("skip_unmatched: want exit 0 with a warning, got %d:\n%s", code, out)
 	}
+}
+
+// shipped returns the recipes in the repository's recipes/ directory.
+func shipped(t *testing.T) []string {
+	files, err := filepath.Glob(filepath.Join("..", "..", "recipes", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no shipped recipes: %v", err)
+	}
+	return files
 }
