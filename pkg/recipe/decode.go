@@ -27,6 +27,7 @@ type field struct {
 	xmin     *float64 // exclusive bounds
 	xmax     *float64
 	pattern  *regexp.Regexp
+	examples []string // values to suggest when the pattern does not match
 	env      string
 }
 
@@ -56,6 +57,9 @@ func fieldsOf(t reflect.Type) []field {
 		f.xmax = floatTag(sf, "xmax")
 		if p := sf.Tag.Get("pattern"); p != "" {
 			f.pattern = regexp.MustCompile(p)
+		}
+		if e := sf.Tag.Get("examples"); e != "" {
+			f.examples = strings.Split(e, ",")
 		}
 		fs = append(fs, f)
 	}
@@ -222,8 +226,12 @@ func (d *decoder) decodeField(n *node, fv reflect.Value, f *field, where string,
 			return
 		}
 		if f.pattern != nil && !f.pattern.MatchString(n.str) {
-			d.add(diag.Errorf(n.rng(), "bad-value", "%s: %q does not match %s", where, n.str, f.pattern).
-				WithHint("%s", firstSentence(f.doc)))
+			dd := diag.Errorf(n.rng(), "bad-value", "%s: %q does not match %s", where, n.str, f.pattern).
+				WithHint("%s", firstSentence(f.doc))
+			if s := suggest(n.str, f.examples); s != "" {
+				dd = dd.WithHint("did you mean %s? %s", s, firstSentence(f.doc))
+			}
+			d.add(dd)
 			return
 		}
 		fv.SetString(n.str)
@@ -427,6 +435,7 @@ var synonyms = map[string]string{
 	"depends_on": "needs", "deps": "needs", "if": "when", "url": "source", "path": "source",
 	"checksum": "sha256", "hash": "sha256", "prompt_format": "format", "template": "format",
 	"quantization": "quantize", "eval": "evaluate", "early_stopping": "stop_when",
+	"gpu": "vulkan", "cuda": "vulkan", "metal": "vulkan", "rocm": "vulkan", "vk": "vulkan",
 }
 
 func unknownKey(k *node, where string, allowed []string) diag.Diagnostic {

@@ -108,6 +108,12 @@ func Parse(filename string, src []byte, overrides []string) (*Recipe, diag.List)
 func checkVersion(file string, root *node) (diag.Diagnostic, bool) {
 	v := root.get("version")
 	if v == nil {
+		for _, k := range root.keys {
+			if suggest(k.str, []string{"version"}) == "version" {
+				return diag.Errorf(k.rng(), "missing-version", "the recipe has no version; %q looks like a misspelling of it", k.str).
+					WithHint("did you mean version? write `version: %d`", CurrentVersion), false
+			}
+		}
 		return diag.Errorf(diag.Range{File: file, Start: root.pos, End: root.end}, "missing-version", "the recipe has no version").
 			WithHint("add `version: %d` as the first line", CurrentVersion), false
 	}

@@ -33,6 +33,7 @@ var BuiltinFormats = []string{"alpaca", "alpaca-chatbot", "vicuna", "chatml", "l
 //	enum:"a,b,c"        allowed values of a string
 //	min, max, xmin, xmax  inclusive and exclusive numeric bounds
 //	pattern:"re"        regular expression a string must match
+//	examples:"a,b"      values suggested when the pattern does not match
 //	env:"train|evaluate|when"  the key is an expression over that environment
 
 // Recipe is a decoded, defaulted and checked recipe file.
@@ -41,7 +42,7 @@ type Recipe struct {
 	Name        string   `yaml:"name" pattern:"^[a-z0-9][a-z0-9._-]*$" doc:"Recipe name, a slug (lowercase letters, digits, '.', '_', '-'). Runs go to runs/<name>/. Default: the file name without extension."`
 	Description string   `yaml:"description" doc:"Free text describing what the recipe trains and why."`
 	Seed        uint64   `yaml:"seed" default:"1234" doc:"Seed of every random stream (initialisation, dropout, shuffling, sampling). Same seed, inputs and device kind give a bit-identical adapter."`
-	Device      string   `yaml:"device" default:"auto" pattern:"^(auto|cpu|vulkan(:[0-9]+)?)$" doc:"Where to train and evaluate: auto (the first Vulkan GPU, else the CPU), cpu (the plain-Go reference backend), vulkan or vulkan:N (the Nth Vulkan device)."`
+	Device      string   `yaml:"device" default:"auto" examples:"auto,cpu,vulkan,vulkan:0,vulkan:1" pattern:"^(auto|cpu|vulkan(:[0-9]+)?)$" doc:"Where to train and evaluate: auto (the first Vulkan GPU, else the CPU), cpu (the plain-Go reference backend), vulkan or vulkan:N (the Nth Vulkan device)."`
 	Model       Model    `yaml:"model" required:"true" doc:"The frozen base model the adapters are trained for."`
 	Stages      []*Stage `yaml:"stages" required:"true" doc:"The stages, a mapping from stage name to stage. Each stage has exactly one kind key (fetch, format, chunk, train, evaluate) plus optional needs and when. File order is kept; dependencies decide the run order."`
 
@@ -127,7 +128,7 @@ type Train struct {
 	InitAdapter    string    `yaml:"init_adapter" doc:"Start from an existing adapter instead of fresh weights: a train stage name, or a path (relative to the recipe) to an adapter directory in PEFT layout."`
 	StopWhen       Expr      `yaml:"stop_when" env:"train" doc:"Stop training early when this expression becomes true, checked after every step, e.g. loss < 1.0. Names: loss, step, epoch, lr, grad_norm, tokens, eval_loss, eval_perplexity."`
 	Halt           Halt      `yaml:"halt" doc:"Stop with a diagnosis when training breaks down."`
-	Device         string    `yaml:"device" pattern:"^(auto|cpu|vulkan(:[0-9]+)?)$" doc:"Device for this stage; overrides the recipe's device."`
+	Device         string    `yaml:"device" examples:"auto,cpu,vulkan,vulkan:0,vulkan:1" pattern:"^(auto|cpu|vulkan(:[0-9]+)?)$" doc:"Device for this stage; overrides the recipe's device."`
 	Quantize       string    `yaml:"quantize" enum:"none,q8_0,q4_0,nf4" doc:"Quantization of the frozen base for this stage; overrides model.quantize."`
 }
 
