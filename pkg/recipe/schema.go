@@ -104,6 +104,9 @@ func (g *schemaGen) typeSchema(t reflect.Type, f *field) map[string]any {
 		if f.pattern != nil {
 			s["pattern"] = f.pattern.String()
 		}
+		if f.examples != nil {
+			s["examples"] = toAny(f.examples)
+		}
 		return s
 	case reflect.Int, reflect.Int64:
 		return bounds(map[string]any{"type": "integer"}, f)
