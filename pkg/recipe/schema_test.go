@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -196,5 +197,49 @@ func TestReferenceDoc(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s is out of date; run: go test ./pkg/recipe -run TestReferenceDoc -update", path)
+	}
+}
+
+// TestSchemaPositions validates a tree through the JSON Schema alone and
+// checks each failure lands on the YAML line:col of what it is about.
+func TestSchemaPositions(t *testing.T) {
+	src := `version: 1
+colour: blue
+model:
+  source: https://example.com/m.gguf
+  quantize: q3
+stages:
+  data:
+    fetch: {source: 42}
+  train:
+    train:
+      lora: {rank: 0, targets: [q, nope]}
+      optimizer: {scheduler: cosine, betas: [0.9]}
+`
+	root, ds := parseYAML("s.yaml", []byte(src))
+	if ds.HasErrors() {
+		t.Fatal(ds.Err())
+	}
+	type want struct {
+		code      string
+		line, col int
+	}
+	wants := []want{
+		{"unknown-key", 2, 1},    // colour
+		{"bad-enum", 5, 13},      // q3
+		{"wrong-type", 8, 21},    // 42
+		{"out-of-range", 11, 20}, // rank 0
+		{"schema", 12, 45},       // betas: minItems
+	}
+	got := map[want]bool{}
+	var all []string
+	for _, sd := range validateSchema(root) {
+		got[want{sd.d.Code, sd.d.Range.Start.Line, sd.d.Range.Start.Col}] = true
+		all = append(all, sd.d.Error())
+	}
+	for _, w := range wants {
+		if !got[w] {
+			t.Errorf("no %s at %d:%d; schema reported:\n%s", w.code, w.line, w.col, strings.Join(all, "\n"))
+		}
 	}
 }
