@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Package vulkan runs lora's tensor operations as SPIR-V compute shaders through Vulkan.
 package vulkan
 
@@ -13,28 +15,12 @@ import (
 	"github.com/lora-dev/lora/shaders"
 )
 
-// Options configure New.
-type Options struct {
-	// Index selects a device from Devices; a negative Index picks the best one
-	// (discrete > integrated > virtual > cpu). Use AutoDevice for clarity.
-	Index int
-	// MaxBindingBytes caps the size of one storage-buffer binding (0 = the
-	// device's maxStorageBufferRange). Larger weights are split into row ranges.
-	MaxBindingBytes uint64
-}
-
 // serialMode values.
 const (
 	serialAuto = iota
 	serialOn
 	serialOff
 )
-
-// AutoDevice as Options.Index lets New choose the device.
-const AutoDevice = -1
-
-// ErrFreed is wrapped by errors about tensors used after Free.
-var ErrFreed = errors.New("tensor used after Free")
 
 // stageLimit bounds the host staging memory one batch of uploads may hold.
 const stageLimit = 64 << 20

@@ -1,3 +1,5 @@
+//go:build cgo
+
 package vk
 
 /*
@@ -49,7 +51,7 @@ func Open(d DeviceInfo) (*Device, error) {
 		return nil, err
 	}
 	var devPtr unsafe.Pointer
-	if r := vk.Result(C.lora_vk_create_device(gipa, handle(instance), handle(d.phys), C.uint32_t(d.family), &devPtr)); r != vk.Success {
+	if r := vk.Result(C.lora_vk_create_device(gipa, handle(instance), d.phys, C.uint32_t(d.family), &devPtr)); r != vk.Success {
 		return nil, check("vkCreateDevice on "+d.Name, r)
 	}
 	dv := &Device{Info: d, modules: map[string]vk.ShaderModule{}, pipelines: map[string]*Pipeline{}, sets: map[setKey]vk.DescriptorSet{}}

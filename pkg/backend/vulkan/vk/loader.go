@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Package vk is lora's Vulkan device layer: loader, device choice, memory, pipelines and command recording.
 package vk
 
@@ -5,20 +7,17 @@ package vk
 #cgo LDFLAGS: -ldl
 #include <stdlib.h>
 #include "shim.h"
+#include "shim_impl.h"
 */
 import "C"
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 	"unsafe"
 
 	vk "github.com/vulkan-go/vulkan"
 )
-
-// ErrNoDriver is returned when libvulkan.so.1 or a Vulkan driver cannot be found.
-var ErrNoDriver = errors.New("no Vulkan driver found (libvulkan.so.1): install mesa-vulkan-drivers libvulkan1, or use --device cpu")
 
 var (
 	loadOnce sync.Once

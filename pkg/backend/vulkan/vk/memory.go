@@ -1,7 +1,8 @@
+//go:build cgo
+
 package vk
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"unsafe"
@@ -16,9 +17,6 @@ const ChunkBytes = 64 << 20
 // allocAlign is the alignment of every sub-allocation: at least the device's
 // minStorageBufferOffsetAlignment, and 256 bytes, which no known device exceeds.
 const allocAlign = 256
-
-// ErrOutOfMemory is wrapped by allocation failures.
-var ErrOutOfMemory = errors.New("out of device memory")
 
 // Block is a sub-allocation: a byte range of one buffer.
 type Block struct {
@@ -236,17 +234,6 @@ func (m *Memory) oom(size uint64, r vk.Result) error {
 	}
 	return fmt.Errorf("%w on %s: needed %s more (lora holds %s; free: %s; driver said %v): lower micro_batch_size or cutoff_len, quantize the base (model.quantize: q4_0), or pick a device with more memory",
 		ErrOutOfMemory, info.Name, MiB(size), MiB(m.Used), free, vk.Error(r))
-}
-
-// MiB formats a byte count for messages.
-func MiB(n uint64) string {
-	if n >= 10<<30 {
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	}
-	if n < 1<<20 {
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
 // forgetBuffer drops cached descriptor sets that reference buf.

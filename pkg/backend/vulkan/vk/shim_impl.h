@@ -1,3 +1,5 @@
+// Implementation of shim.h, compiled once through loader.go's cgo preamble
+// (kept out of .c files so that the package also builds without cgo).
 #include "shim.h"
 #include "shim_types.h"
 #include <dlfcn.h>

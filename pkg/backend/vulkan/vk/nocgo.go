@@ -1,0 +1,10 @@
+//go:build !cgo
+
+package vk
+
+import "fmt"
+
+// Devices reports that this build has no Vulkan support (it needs cgo).
+func Devices() ([]DeviceInfo, error) {
+	return nil, fmt.Errorf("%w: this lora was built without cgo (CGO_ENABLED=0)", ErrNoDriver)
+}
