@@ -347,3 +347,81 @@ func TestOutOfMemory(t *testing.T) {
 		t.Errorf("after the failed allocation: read %v", got[15])
 	}
 }
+
+// TestArgumentErrors checks that misuse is an error naming the operation,
+// never a panic or a silent success.
+func TestArgumentErrors(t *testing.T) {
+	b := open(t, Options{})
+	other := open(t, Options{})
+	f := func(shape ...int) backend.Tensor {
+		x, err := b.Alloc(backend.F32, shape...)
+		must(t, err)
+		return x
+	}
+	x23, x32, x33, v3 := f(2, 3), f(3, 2), f(3, 3), f(3)
+	ids, err := b.Alloc(backend.I32, 2)
+	must(t, err)
+	must(t, b.Write(ids, []int32{0, 5}))
+	foreign, err := other.Alloc(backend.F32, 2, 3)
+	must(t, err)
+	freed := f(2, 3)
+	b.Free(freed)
+	q4, err := b.FromBytes(backend.Q4_0, []int{2, 32}, make([]byte, 2*18))
+	must(t, err)
+	cases := []struct {
+		name, want string
+		err        error
+	}{
+		{"matmul shapes", "matmul: out [2 3] = x [2 3] · wᵀ for w [3 2]", b.MatMul(x23, x23, x32, false)},
+		{"matmul dx shapes", "matmul dx", b.MatMulDX(x33, x23, x32, false)},
+		{"matmul dw shapes", "matmul dw", b.MatMulDW(x23, x33, x23, false)},
+		{"quantized activations", "has dtype q4_0", b.AddScaled(q4, q4, 1)},
+		{"embed id out of range", "ids[1] = 5 is outside the table's 3 rows", b.Embed(x23, x33, ids)},
+		{"embed ids dtype", "want i32", b.Embed(x23, x33, x23)},
+		{"rms norm weight", "rms norm", b.RMSNorm(x23, x23, x23, 1e-5)},
+		{"copy out of bounds", "out of bounds", b.Copy(x23, 4, x23, 0, 3)},
+		{"freed tensor", "used after Free", b.Fill(freed, 1)},
+		{"foreign tensor", "not a tensor of this vulkan backend", b.Fill(foreign, 1)},
+		{"nil tensor", "is nil", b.Mul(x23, nil, x23)},
+		{"cross entropy labels", "cross entropy", b.CrossEntropy(v3, nil, x33, ids, v3)},
+		{"rope parameters", "rope", b.RoPE(x23, ids, backend.RoPE{Heads: 1, HeadDim: 3, Dims: 3, Theta: 1e4}, false)},
+		{"attention backward offset", "attention backward", b.AttentionBackward(x23, x23, x23, x23, x23, x23, x23, x23, backend.Attention{Batch: 1, QLen: 2, KVLen: 2, KVCap: 2, Heads: 1, KVHeads: 1, HeadDim: 3, QOffset: 1})},
+		{"dropout seed", "want one i32 element", b.Dropout(x23, x23, ids, 0, 0.5)},
+		{"adamw scalars", "adamw", b.AdamW(x23, x23, x23, x23, v3, v3)},
+		{"write length", "write", b.Write(x23, []float32{1})},
+		{"read type", "read", b.Read(x23, []int32{1, 2, 3, 4, 5, 6})},
+		{"alloc dtype", "only f32 and i32", func() error { _, err := b.Alloc(backend.Q8_0, 32); return err }()},
+		{"from bytes length", "needs 36 bytes", func() error { _, err := b.FromBytes(backend.Q4_0, []int{2, 32}, make([]byte, 35)); return err }()},
+		{"from bytes block", "multiple of the block size", func() error { _, err := b.FromBytes(backend.Q4_0, []int{2, 31}, nil); return err }()},
+		{"write in record", "write inputs before Program.Run", func() error {
+			_, err := b.Record(func() error { return b.Write(x23, make([]float32, 6)) })
+			return err
+		}()},
+		{"read in record", "read results after Program.Run", func() error {
+			_, err := b.Record(func() error { return b.Read(x23, make([]float32, 6)) })
+			return err
+		}()},
+		{"nested record", "do not nest", func() error {
+			_, err := b.Record(func() error { _, err := b.Record(func() error { return nil }); return err })
+			return err
+		}()},
+		{"run after release", "after Release", func() error {
+			p, err := b.Record(func() error { return b.Fill(x23, 1) })
+			if err != nil {
+				return err
+			}
+			p.Release()
+			return p.Run()
+		}()},
+	}
+	for _, c := range cases {
+		if c.err == nil || !contains(c.err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error containing %q", c.name, c.err, c.want)
+		}
+	}
+	// after all that, the backend still computes.
+	must(t, b.Fill(x23, 3))
+	if got := read(t, b, x23); got[5] != 3 {
+		t.Errorf("after the errors: %v", got)
+	}
+}
