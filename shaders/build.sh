@@ -10,11 +10,27 @@ mkdir -p "$out"
 GLSLC=${GLSLC:-glslc}
 command -v "$GLSLC" >/dev/null 2>&1 || { echo "build.sh: glslc not found: install glslc (Debian: apt-get install glslc)" >&2; exit 1; }
 
-# variant NAME SOURCE [DEFINES...]
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+pids= running=0 failed=0
+
+# variant NAME SOURCE [DEFINES...] compiles one variant in the background,
+# JOBS at a time.
 variant() {
 	name=$1 src=$2
 	shift 2
-	"$GLSLC" --target-env=vulkan1.1 -O -fshader-stage=compute -I "$here" "$@" "$here/$src" -o "$out/$name.spv"
+	"$GLSLC" --target-env=vulkan1.1 -O -fshader-stage=compute -I "$here" "$@" "$here/$src" -o "$out/$name.spv" &
+	pids="$pids $!"
+	running=$((running + 1))
+	if [ "$running" -ge "$JOBS" ]; then
+		drain
+	fi
+}
+
+drain() {
+	for p in $pids; do
+		wait "$p" || failed=1
+	done
+	pids= running=0
 }
 
 for w in f32 f16 q8_0 q4_0 nf4; do
@@ -37,3 +53,8 @@ done
 variant cross_entropy cross_entropy.comp
 variant sumsq_partial sumsq.comp -DPARTIAL
 variant sumsq_final sumsq.comp
+drain
+if [ "$failed" -ne 0 ]; then
+	echo "build.sh: some shaders failed to compile" >&2
+	exit 1
+fi
