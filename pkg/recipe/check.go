@@ -236,7 +236,7 @@ func (c *checker) split(v float64, at *node, stage string) {
 
 func (c *checker) train(s *Stage) {
 	t := s.Train
-	if t.BatchSize%t.MicroBatchSize != 0 && t.MicroBatchSize > 0 {
+	if t.MicroBatchSize > 0 && t.BatchSize%t.MicroBatchSize != 0 {
 		c.add(diag.Errorf(c.stageNode(s, "train", "batch_size").rng(), "batch-multiple",
 			"stages.%s.train.batch_size (%d) is not a multiple of micro_batch_size (%d)", s.Name, t.BatchSize, t.MicroBatchSize).
 			WithHint("use batch_size: %d or %d", (t.BatchSize/t.MicroBatchSize)*t.MicroBatchSize, (t.BatchSize/t.MicroBatchSize+1)*t.MicroBatchSize))

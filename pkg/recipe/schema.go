@@ -203,7 +203,7 @@ func toJSON(n *node) any {
 	return nil
 }
 
-// MarshalSchema renders the generated schema as the file's bytes.
+// marshalSchema renders the generated schema as the file's bytes.
 func marshalSchema() []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
