@@ -167,7 +167,9 @@ func checkShape(op string, shape []int) (int, error) {
 	return n, nil
 }
 
-func (b *Backend) newTensor(op string, dt backend.DType, shape []int) (*tensor, error) {
+// newTensor allocates a tensor; rawLen >= 0 is the byte count FromBytes was
+// given, checked before any device memory is taken.
+func (b *Backend) newTensor(op string, dt backend.DType, shape []int, rawLen int) (*tensor, error) {
 	if b.closed {
 		return nil, fmt.Errorf("%s: backend is closed", op)
 	}
@@ -181,6 +183,9 @@ func (b *Backend) newTensor(op string, dt backend.DType, shape []int) (*tensor, 
 		return nil, fmt.Errorf("%s: %v tensor %v: last dimension %d is not a multiple of the block size %d: keep such tensors in f32 or f16", op, dt, shape, cols, bs)
 	}
 	t.bytes = uint64(t.rows) * uint64(dt.RowBytes(cols))
+	if rawLen >= 0 && uint64(rawLen) != t.bytes {
+		return nil, fmt.Errorf("%s: %v tensor %v needs %d bytes, got %d", op, dt, shape, t.bytes, rawLen)
+	}
 	if t.blk, err = b.dev.Memory().Alloc(t.bytes, false); err != nil {
 		return nil, fmt.Errorf("%s %v tensor %v: %w", op, dt, shape, err)
 	}
@@ -194,7 +199,7 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	t, err := b.newTensor("alloc", dt, shape)
+	t, err := b.newTensor("alloc", dt, shape, -1)
 	if err != nil {
 		return nil, err
 	}
@@ -212,13 +217,9 @@ func (b *Backend) FromBytes(dt backend.DType, shape []int, raw []byte) (backend.
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	t, err := b.newTensor("from bytes", dt, shape)
+	t, err := b.newTensor("from bytes", dt, shape, len(raw))
 	if err != nil {
 		return nil, err
-	}
-	if uint64(len(raw)) != t.bytes {
-		b.dev.Memory().Free(t.blk)
-		return nil, fmt.Errorf("from bytes: %v tensor %v needs %d bytes, got %d", dt, shape, t.bytes, len(raw))
 	}
 	if err := b.upload(t.view(), raw); err != nil {
 		b.dev.Memory().Free(t.blk)

@@ -392,6 +392,7 @@ func TestArgumentErrors(t *testing.T) {
 		{"read type", "read", b.Read(x23, []int32{1, 2, 3, 4, 5, 6})},
 		{"alloc dtype", "only f32 and i32", func() error { _, err := b.Alloc(backend.Q8_0, 32); return err }()},
 		{"from bytes length", "needs 36 bytes", func() error { _, err := b.FromBytes(backend.Q4_0, []int{2, 32}, make([]byte, 35)); return err }()},
+		{"from bytes huge shape, short data", "needs 2199023255552 bytes, got 4", func() error { _, err := b.FromBytes(backend.F32, []int{1 << 39}, make([]byte, 4)); return err }()},
 		{"from bytes block", "multiple of the block size", func() error { _, err := b.FromBytes(backend.Q4_0, []int{2, 31}, nil); return err }()},
 		{"write in record", "write inputs before Program.Run", func() error {
 			_, err := b.Record(func() error { return b.Write(x23, make([]float32, 6)) })
