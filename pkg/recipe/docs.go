@@ -22,6 +22,9 @@ func referenceDoc() []byte {
 A recipe is a YAML file; ` + "`lora lint`" + ` checks it, ` + "`lora plan`" + ` shows what will run,
 ` + "`lora run`" + ` runs it. Editors validate and complete it through the modeline
 ` + "`# yaml-language-server: $schema=../schemas/recipe.schema.json`" + `.
+Complete, commented examples: ` + "`recipes/alpaca-chat.yaml`" + ` (instructions),
+` + "`recipes/raw-text.yaml`" + ` (raw text), ` + "`recipes/qlora-4bit.yaml`" + ` (a quantized base) and
+` + "`recipes/continue.yaml`" + ` (continuing an adapter). ` + "`docs/lint.md`" + ` lists every check.
 
 Rules that hold everywhere:
 
