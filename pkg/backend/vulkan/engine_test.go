@@ -155,11 +155,11 @@ func TestSplitBindings(t *testing.T) {
 }
 
 // TestConformanceSplit runs the conformance kit with an 8 KiB binding limit, so
-// that every op whose tensors exceed it runs in pieces (rows or elements),
-// except attention, which needs whole sequences and reports an error instead.
+// that every op whose tensors exceed it runs in pieces (rows, elements, or
+// whole sequences for attention); one sequence above the limit is an error.
 func TestConformanceSplit(t *testing.T) {
 	b := open(t, Options{MaxBindingBytes: 8192})
-	backendtest.Run(t, b, backendtest.Options{Short: true, Skip: []string{"Attention", "AttentionBackward", "Record"}})
+	backendtest.Run(t, b, backendtest.Options{Short: true})
 	if b.splits == 0 {
 		t.Errorf("no launch was split: the test does not exercise splitting")
 	}
@@ -424,5 +424,38 @@ func TestArgumentErrors(t *testing.T) {
 	must(t, b.Fill(x23, 3))
 	if got := read(t, b, x23); got[5] != 3 {
 		t.Errorf("after the errors: %v", got)
+	}
+}
+
+// TestAttentionSplit runs attention forward and backward over 3 sequences
+// whose tensors exceed a forced 8 KiB binding limit (so they run in groups of
+// whole sequences) and compares with the reference.
+func TestAttentionSplit(t *testing.T) {
+	b := open(t, Options{MaxBindingBytes: 8192})
+	r := ref.New()
+	defer r.Close()
+	rng := rand.New(rand.NewPCG(8, 8))
+	a := backend.Attention{Batch: 3, QLen: 16, KVLen: 16, KVCap: 16, Heads: 2, KVHeads: 1, HeadDim: 32, Scale: 0.2}
+	qn, kn, pn := 3*16*2*32, 3*16*32, 3*2*16*16
+	qv, kv, vv, dov := randVec(rng, qn, 1), randVec(rng, kn, 1), randVec(rng, kn, 1), randVec(rng, qn, 1)
+	var got [2][][]float32
+	for i, be := range []backend.Backend{b, r} {
+		q, k, v, dout := upload(t, be, qv, 48, 64), upload(t, be, kv, 48, 32), upload(t, be, vv, 48, 32), upload(t, be, dov, 48, 64)
+		o, dq := upload(t, be, make([]float32, qn), 48, 64), upload(t, be, make([]float32, qn), 48, 64)
+		dk, dv := upload(t, be, make([]float32, kn), 48, 32), upload(t, be, make([]float32, kn), 48, 32)
+		p := upload(t, be, make([]float32, pn), 3, 2, 16, 16)
+		must(t, be.Attention(o, p, q, k, v, a))
+		must(t, be.AttentionBackward(dq, dk, dv, dout, p, q, k, v, a))
+		for _, x := range []backend.Tensor{o, p, dq, dk, dv} {
+			got[i] = append(got[i], read(t, be, x))
+		}
+	}
+	if b.splits == 0 {
+		t.Fatal("nothing was split")
+	}
+	for i, name := range []string{"out", "probs", "dq", "dk", "dv"} {
+		if err := close(got[0][i], got[1][i], 1e-4); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

@@ -274,10 +274,22 @@ func (b *Backend) Attention(outT, probsT, qT, kT, vT backend.Tensor, a backend.A
 	} else if pv, err = b.scratchBuf("probs", 4*rows*uint64(a.KVLen)); err != nil {
 		return err
 	}
-	push := []uint32{uint32(a.Batch), uint32(a.QLen), uint32(a.KVLen), uint32(a.KVCap), uint32(a.Heads), uint32(a.KVHeads), uint32(a.HeadDim), uint32(a.QOffset), f32bits(a.Scale)}
-	wg, spec, groups := b.rowKernel(rows)
-	return b.dispatch(op, "attention", []uint32{wg, spec},
-		[]binding{out("out", ts[0].view()), out("probs", pv), in("q", ts[2].view()), in("k", ts[3].view()), in("v", ts[4].view())}, push, groups)
+	qU, kvU, pU := attnUnits(a)
+	binds := []binding{out("out", ts[0].view()).per(qU), out("probs", pv).per(pU), in("q", ts[2].view()).per(qU), in("k", ts[3].view()).per(kvU), in("v", ts[4].view()).per(kvU)}
+	// sequences beyond one binding run in groups of whole sequences.
+	return b.split(op, a.Batch, 1, binds, func(bs []binding, _, m int) error {
+		push := []uint32{uint32(m), uint32(a.QLen), uint32(a.KVLen), uint32(a.KVCap), uint32(a.Heads), uint32(a.KVHeads), uint32(a.HeadDim), uint32(a.QOffset), f32bits(a.Scale)}
+		wg, spec, groups := b.rowKernel(uint64(m) * uint64(a.Heads) * uint64(a.QLen))
+		return b.dispatch(op, "attention", []uint32{wg, spec}, bs, push, groups)
+	})
+}
+
+// attnUnits are the bytes per sequence of q-like tensors, k-like tensors and
+// probabilities: attention splits over whole sequences.
+func attnUnits(a backend.Attention) (q, kv, p uint64) {
+	return 4 * uint64(a.QLen) * uint64(a.Heads) * uint64(a.HeadDim),
+		4 * uint64(a.KVCap) * uint64(a.KVHeads) * uint64(a.HeadDim),
+		4 * uint64(a.Heads) * uint64(a.QLen) * uint64(a.KVLen)
 }
 
 // AttentionBackward: dq, dk, dv from dout and the saved probabilities.
@@ -301,17 +313,23 @@ func (b *Backend) AttentionBackward(dqT, dkT, dvT, doutT, probsT, qT, kT, vT bac
 	if err != nil {
 		return err
 	}
-	push := []uint32{uint32(a.Batch), uint32(a.QLen), uint32(a.Heads), uint32(a.KVHeads), uint32(a.HeadDim), f32bits(a.Scale)}
-	wg, spec, groups := b.rowKernel(rows)
-	if err := b.dispatch(op, "attention_bwd_q", []uint32{wg, spec},
-		[]binding{out("dq", dq.view()), out("dscores", ds), in("dout", dout.view()), in("probs", probs.view()), in("k", k.view()), in("v", v.view())},
-		push, groups); err != nil {
+	qU, kvU, pU := attnUnits(a)
+	binds := []binding{out("dq", dq.view()).per(qU), out("dscores", ds).per(pU), in("dout", dout.view()).per(qU), in("probs", probs.view()).per(pU), in("k", k.view()).per(kvU), in("v", v.view()).per(kvU)}
+	err = b.split(op, a.Batch, 1, binds, func(bs []binding, _, m int) error {
+		push := []uint32{uint32(m), uint32(a.QLen), uint32(a.Heads), uint32(a.KVHeads), uint32(a.HeadDim), f32bits(a.Scale)}
+		wg, spec, groups := b.rowKernel(uint64(m) * uint64(a.Heads) * uint64(a.QLen))
+		return b.dispatch(op, "attention_bwd_q", []uint32{wg, spec}, bs, push, groups)
+	})
+	if err != nil {
 		return err
 	}
 	w := b.wg(64)
-	return b.dispatch(op, "attention_bwd_kv", []uint32{w},
-		[]binding{out("dk", dk.view()), out("dv", dv.view()), in("dscores", ds), in("probs", probs.view()), in("q", q.view()), in("dout", dout.view())},
-		push[:5], ceilDiv(uint64(dk.n), uint64(w)))
+	binds = []binding{out("dk", dk.view()).per(kvU), out("dv", dv.view()).per(kvU), in("dscores", ds).per(pU), in("probs", probs.view()).per(pU), in("q", q.view()).per(qU), in("dout", dout.view()).per(qU)}
+	return b.split(op, a.Batch, 1, binds, func(bs []binding, _, m int) error {
+		push := []uint32{uint32(m), uint32(a.QLen), uint32(a.Heads), uint32(a.KVHeads), uint32(a.HeadDim)}
+		n := uint64(m) * uint64(a.KVLen) * uint64(a.KVHeads) * uint64(a.HeadDim)
+		return b.dispatch(op, "attention_bwd_kv", []uint32{w}, bs, push, ceilDiv(n, uint64(w)))
+	})
 }
 
 // CrossEntropy: loss and (optionally) dlogits with a fused log-softmax.
