@@ -127,7 +127,7 @@ func (d *decoder) decodeStruct(n *node, v reflect.Value, where string, at *node)
 		for i, k := range n.keys {
 			j := slices.IndexFunc(fs, func(f field) bool { return f.key == k.str })
 			if j < 0 {
-				d.add(unknownKey(k, where, keysOf(fs)))
+				d.add(unknownKey(k, where, v.Type()))
 				continue
 			}
 			present[k.str] = true
@@ -438,19 +438,27 @@ var synonyms = map[string]string{
 	"gpu": "vulkan", "cuda": "vulkan", "metal": "vulkan", "rocm": "vulkan", "vk": "vulkan",
 }
 
-func unknownKey(k *node, where string, allowed []string) diag.Diagnostic {
+func unknownKey(k *node, where string, t reflect.Type) diag.Diagnostic {
+	fs := fieldsOf(t)
+	allowed := keysOf(fs)
 	d := diag.Errorf(k.rng(), "unknown-key", "unknown key %q in %s", k.str, orTop(where))
 	if s := suggest(k.str, allowed); s != "" {
 		return d.WithHint("did you mean %s?", s)
 	}
-	// a key of a stage kind written at the stage level
-	if strings.HasPrefix(where, "stages.") && strings.Count(where, ".") == 1 {
-		for _, kind := range []any{Train{}, Evaluate{}, Format{}, Chunk{}, Fetch{}} {
-			t := reflect.TypeOf(kind)
-			if slices.Contains(keysOf(fieldsOf(t)), k.str) {
-				name := strings.ToLower(t.Name())
-				return d.WithHint("%s belongs under the stage's kind key: %s: {%s: ...}", k.str, name, k.str)
+	// a key that belongs one level down: learning_rate in train (optimizer.lr)
+	for _, f := range fs {
+		ft := f.typ
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if ft.Kind() != reflect.Struct || ft == exprType {
+			continue
+		}
+		if s := suggest(k.str, keysOf(fieldsOf(ft))); s != "" {
+			if t == reflect.TypeFor[Stage]() {
+				return d.WithHint("%s belongs under the stage's kind key: %s: {%s: ...}", s, f.key, s)
 			}
+			return d.WithHint("did you mean %s.%s? (%s belongs under %s)", f.key, s, s, f.key)
 		}
 	}
 	return d.WithHint("allowed keys here: %s", strings.Join(allowed, ", "))

@@ -67,7 +67,7 @@ func applyOverride(root *node, line int, text string) (Override, *diag.Diagnosti
 				}
 			}
 			if j < 0 {
-				d := unknownKey(&node{str: e}, strings.Join(elems[:i], "."), keysOf(fs))
+				d := unknownKey(&node{str: e}, strings.Join(elems[:i], "."), t)
 				d.Range = er
 				d.Message = fmt.Sprintf("override %s: %s", path, d.Message)
 				return Override{}, &d
