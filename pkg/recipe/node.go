@@ -1,6 +1,7 @@
 package recipe
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"regexp"
@@ -158,6 +159,9 @@ func (s *source) posAt(off int) diag.Pos {
 // does not parse.
 func parseYAML(file string, src []byte) (*node, diag.List) {
 	var ds diag.List
+	// a UTF-8 byte order mark (some Windows editors write one) is not
+	// content, and editors do not count it as a column
+	src = bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))
 	if strings.TrimSpace(string(src)) == "" {
 		ds.Add(diag.Errorf(diag.Range{File: file}, "empty", "the recipe is empty").
 			WithHint("start with `version: 1`; see docs/recipe.md"))

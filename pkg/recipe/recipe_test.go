@@ -259,3 +259,10 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestByteOrderMark(t *testing.T) {
+	r, ds := Parse("bom.yaml", append([]byte("\xef\xbb\xbf"), base...), nil)
+	if ds.HasErrors() || r.Name != "t" {
+		t.Errorf("a BOM broke parsing: %v", ds)
+	}
+}
