@@ -138,10 +138,7 @@ func (d *decoder) decodeStruct(n *node, v reflect.Value, where string, at *node)
 				// forgotten or indented onto the wrong line
 				d.add(diag.Errorf(k.rng(), "missing-value", "%s has no value", join(where, f.key)).
 					WithHint("give %s a value (%s) or remove the key", f.key, firstSentence(f.doc)))
-				if f.required {
-					continue
-				}
-				present[k.str] = false
+				present[k.str] = f.required // a required key is reported once; others default
 				continue
 			}
 			d.decodeField(val, v.Field(f.index), f, join(where, f.key), k)
@@ -153,9 +150,6 @@ func (d *decoder) decodeStruct(n *node, v reflect.Value, where string, at *node)
 			continue
 		}
 		if f.required {
-			if n != nil && n.kind == nMap && n.keyNode(f.key) != nil {
-				continue // reported as missing-value
-			}
 			r := diag.Range{File: d.file}
 			if at != nil {
 				r = at.rng()
