@@ -459,3 +459,33 @@ func TestAttentionSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestRoPEBeyondTable records RoPE with small positions, then replays it with
+// positions past the host table (computed in float32 in the shader) and
+// compares with the reference at the precision a float32 angle allows.
+func TestRoPEBeyondTable(t *testing.T) {
+	b := open(t, Options{})
+	r := ref.New()
+	defer r.Close()
+	rng := rand.New(rand.NewPCG(6, 6))
+	p := backend.RoPE{Heads: 2, HeadDim: 16, Dims: 16, Theta: 10000, Layout: backend.RoPENeoX}
+	xv := randVec(rng, 4*32, 1)
+	far := []int32{ropeTabLen, ropeTabLen + 1, 6000, 9999}
+	var got [2][]float32
+	for i, be := range []backend.Backend{b, r} {
+		x := upload(t, be, xv, 4, 32)
+		pos, err := be.Alloc(backend.I32, 4)
+		must(t, err)
+		must(t, be.Write(pos, []int32{0, 1, 2, 3}))
+		prog, err := be.Record(func() error { return be.RoPE(x, pos, p, false) })
+		must(t, err)
+		must(t, be.Write(pos, far))
+		must(t, be.Write(x, xv))
+		must(t, prog.Run())
+		got[i] = read(t, be, x)
+		prog.Release()
+	}
+	if err := close(got[0], got[1], 2e-3); err != nil {
+		t.Errorf("positions %v past the %d-position table: %v", far, ropeTabLen, err)
+	}
+}
