@@ -174,15 +174,19 @@ type Backend interface {
 	// Record captures the operations fn enqueues into a replayable Program. Inputs
 	// that change between replays (token ids, labels, per-step scalars) must be
 	// written into tensors with Write before Program.Run; the tensors used by fn
-	// must stay allocated while the Program lives.
+	// must stay allocated while the Program lives. fn may only enqueue
+	// operations: Alloc, FromBytes, Write, Read, Free and Sync inside fn are
+	// errors (or, on the reference backend, run again on every replay). Record
+	// itself does not run the operations: call Run.
 	Record(fn func() error) (Program, error)
 
 	// ---- elementwise and copies ----
 
 	// Fill sets every element of t to v.
 	Fill(t Tensor, v float32) error
-	// Copy copies src into dst (same length); with offsets in elements:
-	// dst[dstOff+i] = src[srcOff+i] for i < n. n < 0 means src.Len().
+	// Copy copies src into dst; with offsets in elements:
+	// dst[dstOff+i] = src[srcOff+i] for i < n. n < 0 means src.Len()-srcOff.
+	// Ranges must lie inside both tensors.
 	Copy(dst Tensor, dstOff int, src Tensor, srcOff, n int) error
 	// AddScaled: out += s * x (same length).
 	AddScaled(out, x Tensor, s float32) error

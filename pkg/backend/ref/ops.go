@@ -37,7 +37,7 @@ func (b *Backend) Fill(x backend.Tensor, v float32) error {
 	return nil
 }
 
-// Copy copies n elements (src.Len() when n < 0) from src[srcOff:] to dst[dstOff:].
+// Copy copies n elements (the rest of src when n < 0) from src[srcOff:] to dst[dstOff:].
 func (b *Backend) Copy(dstT backend.Tensor, dstOff int, srcT backend.Tensor, srcOff, n int) error {
 	dst, err := b.get("copy", "dst", dstT)
 	if err != nil {
@@ -51,7 +51,7 @@ func (b *Backend) Copy(dstT backend.Tensor, dstOff int, srcT backend.Tensor, src
 		return fmt.Errorf("copy: dst %v %v and src %v %v: both must be f32 or both i32", dst.dt, dst.shape, src.dt, src.shape)
 	}
 	if n < 0 {
-		n = src.n
+		n = src.n - srcOff
 	}
 	if dstOff < 0 || srcOff < 0 || srcOff > src.n-n || dstOff > dst.n-n {
 		return fmt.Errorf("copy: %d elements from src %v at %d to dst %v at %d run out of bounds", n, src.shape, srcOff, dst.shape, dstOff)

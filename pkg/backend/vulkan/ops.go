@@ -109,7 +109,7 @@ func (b *Backend) Copy(dstT backend.Tensor, dstOff int, srcT backend.Tensor, src
 		return fmt.Errorf("copy: dst %v %v and src %v %v: both must be f32 or both i32", dst.dt, dst.shape, src.dt, src.shape)
 	}
 	if n < 0 {
-		n = src.n
+		n = src.n - srcOff
 	}
 	if dstOff < 0 || srcOff < 0 || srcOff > src.n-n || dstOff > dst.n-n {
 		return fmt.Errorf("copy: %d elements from src %v at %d to dst %v at %d run out of bounds", n, src.shape, srcOff, dst.shape, dstOff)
