@@ -463,10 +463,67 @@ func (c *checker) exprs(s *Stage) {
 		c.expr(s.When, GateWhen, c.upstream(s))
 	}
 	if s.Train != nil && !s.Train.StopWhen.IsZero() {
-		c.expr(s.Train.StopWhen, GateStopWhen, nil)
+		if c.expr(s.Train.StopWhen, GateStopWhen, nil) {
+			c.stopWhenNeeds(s)
+		}
 	}
 	if s.Evaluate != nil && !s.Evaluate.Gate.IsZero() {
-		c.expr(s.Evaluate.Gate, GateEval, nil)
+		if c.expr(s.Evaluate.Gate, GateEval, nil) {
+			c.gateNeeds(s)
+		}
+	}
+}
+
+// gateNeeds reports gate names whose metric the stage does not measure: the
+// gate would compare zeros and fail (or pass) for nothing.
+func (c *checker) gateNeeds(s *Stage) {
+	e := s.Evaluate
+	if e.Perplexity == nil && e.Heldout == "" && e.Samples == nil {
+		return // reported as nothing-to-gate
+	}
+	need := map[string]string{
+		"perplexity":         "add perplexity: {text: <stage or file>}",
+		"heldout_loss":       "add heldout: <format or chunk stage>",
+		"heldout_perplexity": "add heldout: <format or chunk stage>",
+		"base_perplexity":    "add perplexity: {text: ...} and compare_base: true",
+		"base_heldout_loss":  "add heldout: <stage> and compare_base: true",
+	}
+	if e.Perplexity != nil {
+		need["base_perplexity"] = "add compare_base: true"
+	}
+	if e.Heldout != "" {
+		need["base_heldout_loss"] = "add compare_base: true"
+	}
+	has := map[string]bool{
+		"perplexity":         e.Perplexity != nil,
+		"heldout_loss":       e.Heldout != "",
+		"heldout_perplexity": e.Heldout != "",
+		"base_perplexity":    e.Perplexity != nil && e.CompareBase,
+		"base_heldout_loss":  e.Heldout != "" && e.CompareBase,
+	}
+	for _, name := range slices.Sorted(mapKeys(need)) {
+		off, used := identifiers(e.Gate.Src)[name]
+		if !used || has[name] {
+			continue
+		}
+		c.add(diag.Errorf(e.Gate.rangeAt(off, len(name)), "unmeasured", "gate uses %s, which stages.%s does not measure", name, s.Name).
+			WithHint("%s", need[name]))
+	}
+}
+
+// stopWhenNeeds warns when stop_when reads eval metrics that are never
+// computed (they stay NaN, so comparisons with them are false).
+func (c *checker) stopWhenNeeds(s *Stage) {
+	if s.Train.EvalEvery > 0 {
+		return
+	}
+	ids := identifiers(s.Train.StopWhen.Src)
+	for _, name := range []string{"eval_loss", "eval_perplexity"} {
+		if off, used := ids[name]; used {
+			c.add(diag.Warningf(s.Train.StopWhen.rangeAt(off, len(name)), "unmeasured",
+				"stop_when uses %s, but eval_every is 0 so it is never measured (comparisons with it are false)", name).
+				WithHint("set eval_every (and eval_split) in stages.%s.train", s.Name))
+		}
 	}
 }
 
@@ -493,26 +550,18 @@ func (c *checker) upstream(s *Stage) []string {
 	return out
 }
 
-func (c *checker) expr(e Expr, kind string, stages []string) {
+// expr compiles an expression and reports its error; it returns whether it compiled.
+func (c *checker) expr(e Expr, kind string, stages []string) bool {
 	_, err := compileGate(kind, e.Src, stages)
 	if err == nil {
-		return
+		return true
 	}
 	var ee *ExprError
 	if !errors.As(err, &ee) {
 		c.add(diag.Errorf(diag.Range{File: e.file, Start: e.Pos}, "bad-expression", "%s: %v", kind, err))
-		return
+		return false
 	}
-	start := e.m.at(ee.Offset)
-	if !start.IsValid() {
-		start = e.Pos
-	}
-	end := e.m.at(ee.Offset + ee.Length - 1)
-	if end.Line == start.Line {
-		end.Col++
-	} else {
-		end = diag.Pos{Line: start.Line, Col: start.Col + 1}
-	}
+	rng := e.rangeAt(ee.Offset, ee.Length)
 	code := "bad-expression"
 	switch {
 	case strings.HasPrefix(ee.Message, "unknown name"):
@@ -524,9 +573,25 @@ func (c *checker) expr(e Expr, kind string, stages []string) {
 	case strings.Contains(ee.Message, "does not need"):
 		code = "unknown-stage"
 	}
-	d := diag.Errorf(diag.Range{File: e.file, Start: start, End: end}, code, "%s", ee.Message)
+	d := diag.Errorf(rng, code, "%s", ee.Message)
 	if ee.Hint != "" {
 		d = d.WithHint("%s", ee.Hint)
 	}
 	c.add(d)
+	return false
+}
+
+// rangeAt maps n runes at rune offset off of the expression to the file.
+func (e Expr) rangeAt(off, n int) diag.Range {
+	start := e.m.at(off)
+	if !start.IsValid() {
+		start = e.Pos
+	}
+	end := e.m.at(off + max(n, 1) - 1)
+	if end.Line == start.Line {
+		end.Col++
+	} else {
+		end = diag.Pos{Line: start.Line, Col: start.Col + 1}
+	}
+	return diag.Range{File: e.file, Start: start, End: end}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -265,4 +266,26 @@ func (c *stageChecker) Visit(n *ast.Node) {
 		e.Hint = fmt.Sprintf("add %s to this stage's needs so that it runs first", prop.Value)
 	}
 	*c.err = e
+}
+
+// identifiers returns the top-level names an expression uses (loss, step,
+// stages, ...), without member names; nil when it does not parse.
+func identifiers(src string) map[string]int {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil
+	}
+	v := &identVisitor{names: map[string]int{}}
+	ast.Walk(&tree.Node, v)
+	return v.names
+}
+
+type identVisitor struct{ names map[string]int }
+
+func (v *identVisitor) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok {
+		if _, seen := v.names[id.Value]; !seen {
+			v.names[id.Value] = id.Location().From
+		}
+	}
 }
