@@ -316,6 +316,34 @@ func (c *checker) graph() {
 	if cyc := c.r.cycle(); cyc != nil {
 		c.cycle(cyc)
 	}
+	c.unused()
+}
+
+// unused warns about data stages (fetch, format, chunk) whose output no
+// stage reads: usually a forgotten input, and always wasted work.
+func (c *checker) unused() {
+	used := map[string]bool{}
+	for _, s := range c.r.Stages {
+		for _, in := range s.Inputs() {
+			used[in] = true
+		}
+	}
+	for _, s := range c.r.Stages {
+		switch s.Kind {
+		case KindFetch, KindFormat, KindChunk:
+		default:
+			continue
+		}
+		if used[s.Name] {
+			continue
+		}
+		at := c.stagesNode.keyNode(s.Name)
+		if at == nil {
+			continue
+		}
+		c.add(diag.Warningf(at.rng(), "unused-stage", "stage %q (%s) is not used by any stage", s.Name, s.Kind).
+			WithHint("name it in another stage's input or needs, or remove it"))
+	}
 }
 
 // cycle reports a dependency cycle (cyc[i+1] depends on cyc[i], last ==

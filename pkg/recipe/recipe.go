@@ -100,6 +100,11 @@ func Parse(filename string, src []byte, overrides []string) (*Recipe, diag.List)
 			ds = append(ds, sd.d)
 		}
 	}
+	if ds.HasErrors() {
+		// an unused stage is most often the consequence of an error already
+		// reported (a misspelt input); say it only about otherwise valid recipes
+		ds = slices.DeleteFunc(ds, func(d diag.Diagnostic) bool { return d.Code == "unused-stage" })
+	}
 	ds = ds.Dedupe()
 	return r, ds
 }

@@ -266,3 +266,20 @@ func TestByteOrderMark(t *testing.T) {
 		t.Errorf("a BOM broke parsing: %v", ds)
 	}
 }
+
+func TestUnusedStage(t *testing.T) {
+	src := base + `  extra:
+    fetch: {source: https://example.com/x.json, sha256: 270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d}
+`
+	_, ds := Parse("r.yaml", []byte(src), nil)
+	if len(ds) != 1 || ds[0].Code != "unused-stage" || ds[0].Severity != diag.Warning || ds[0].Range.Start != (diag.Pos{Line: 15, Col: 3}) {
+		t.Errorf("want one unused-stage warning at 15:3, got %v", ds)
+	}
+	// with an error elsewhere the warning is left out (it is usually a consequence)
+	_, ds = Parse("r.yaml", []byte(strings.Replace(src, "input: data", "input: dat", 1)), nil)
+	for _, d := range ds {
+		if d.Code == "unused-stage" {
+			t.Errorf("unused-stage reported next to errors: %v", ds)
+		}
+	}
+}

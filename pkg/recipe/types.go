@@ -174,9 +174,10 @@ type Evaluate struct {
 
 // Perplexity configures a perplexity measurement.
 type Perplexity struct {
-	Text   string `yaml:"text" required:"true" doc:"The text: a fetch stage name or a path relative to the recipe."`
-	Ctx    int    `yaml:"ctx" min:"0" doc:"Window length in tokens. 0: the train stage's cutoff_len."`
-	Stride int    `yaml:"stride" min:"0" doc:"Tokens the window advances each time; only the new tokens are scored. 0: ctx/2."`
+	Text      string `yaml:"text" required:"true" doc:"The text: a fetch stage name or a path relative to the recipe."`
+	Ctx       int    `yaml:"ctx" min:"0" doc:"Window length in tokens. 0: the train stage's cutoff_len."`
+	Stride    int    `yaml:"stride" min:"0" doc:"Tokens the window advances each time; only the new tokens are scored. 0: ctx/2."`
+	MaxTokens int    `yaml:"max_tokens" min:"0" doc:"Score only the first max_tokens tokens of the text (its tokenization with BOS is cut there), to keep evaluation of a large corpus short. 0: the whole text."`
 }
 
 // Samples configures generation.
