@@ -143,6 +143,10 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 			return fmt.Errorf("perplexity text: %w", err)
 		}
 		text = tok.Encode(string(b), tokenizer.EncodeOptions{AddBOS: true})
+		if n := ev.Perplexity.MaxTokens; n > 0 && len(text) > n {
+			fmt.Fprintf(rc.Log, "perplexity: scoring the first %d of %d tokens (perplexity.max_tokens)\n", n, len(text))
+			text = text[:n]
+		}
 		pplOpts.Ctx = ev.Perplexity.Ctx
 		if pplOpts.Ctx == 0 {
 			pplOpts.Ctx = defaultCtx(rc.Recipe, tname)
