@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -208,6 +209,10 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 			return fmt.Errorf("init_adapter %s: %w", ia, err)
 		}
 	}
+	data, err = dropUntrained(data, opts.CutoffLen, rc.Log)
+	if err != nil {
+		return err
+	}
 	t, err := New(m, opts, len(data), init)
 	if err != nil {
 		return err
@@ -290,6 +295,30 @@ func writeAdapters(out string, a *adapter.Adapter, c model.Config) error {
 		return fmt.Errorf("write GGUF adapter: %w", err)
 	}
 	return nil
+}
+
+// dropUntrained leaves out examples with no trained label within the cutoff:
+// they add nothing to the loss but cost a forward and backward pass, and a
+// batch made only of them would have no loss at all. When they are most of
+// the data the recipe is wrong, and training halts with the diagnosis.
+func dropUntrained(data []Example, cutoff int, log io.Writer) ([]Example, error) {
+	kept := data[:0:0]
+	for _, ex := range data {
+		if Pack([]Example{ex}, 1, cutoff, 0).Trained > 0 {
+			kept = append(kept, ex)
+		}
+	}
+	n := len(data) - len(kept)
+	if n == 0 {
+		return data, nil
+	}
+	if len(kept) == 0 || 2*n > len(data) {
+		return nil, &Halt{Kind: "no-labels", Step: 0,
+			Reason: fmt.Sprintf("%d of %d examples have no trained label within cutoff_len %d", n, len(data), cutoff),
+			Advice: "the trained part (the response) starts after the cutoff: raise cutoff_len, shorten the prompts, or use train_on: all; `lora preview RECIPE --stage NAME` shows what is trained"}
+	}
+	fmt.Fprintf(log, "warning: left out %d of %d examples that have no trained label within cutoff_len %d (raise cutoff_len to keep them)\n", n, len(data), cutoff)
+	return kept, nil
 }
 
 // Params is the number of trainable values.

@@ -480,19 +480,14 @@ func (t *Trainer) lossHalt(step int, loss float64) *Halt {
 	return nil
 }
 
-// firstNonFinite looks through the logits for non-finite values. The model
-// keeps per-layer activations private; the logits are where a NaN surfaces.
+// firstNonFinite names where the first non-finite value of the last
+// forward pass appeared (a layer and part, or the logits).
 func (t *Trainer) firstNonFinite() (string, bool) {
-	buf := make([]float32, t.acts.Logits.Len())
-	if err := t.be.Read(t.acts.Logits, buf); err != nil {
+	where, bad, err := t.M.FirstNonFinite(t.acts)
+	if err != nil || !bad {
 		return "", false
 	}
-	for i, v := range buf {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return fmt.Sprintf("in the logits at row %d", i/t.M.Config.Vocab), true
-		}
-	}
-	return "", false
+	return "in " + where, true
 }
 
 // Evaluate returns the mean loss per trained token over data (no dropout).

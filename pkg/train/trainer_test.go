@@ -193,6 +193,10 @@ func TestHalts(t *testing.T) {
 		if h == nil || (h.Kind != "nan" && h.Kind != "grad-explosion") {
 			t.Fatalf("no nan halt: %v", h)
 		}
+		t.Logf("%s: %s", h.Kind, h.Reason)
+		if h.Kind == "nan" && !strings.Contains(h.Reason, "layer ") {
+			t.Errorf("the diagnosis does not name the layer: %s", h.Reason)
+		}
 	})
 	t.Run("zero loss", func(t *testing.T) {
 		tr := &Trainer{Opts: Options{HaltOnZeroLoss: true, HaltOnNaN: true}}
