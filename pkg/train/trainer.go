@@ -126,7 +126,8 @@ type Trainer struct {
 	acts    *model.Activations
 	evAct   *model.Activations
 	step    backend.Program // forward + loss + backward of one micro-batch
-	opt     backend.Program // grad-norm + AdamW over every parameter
+	norm    backend.Program // sum of squares of every gradient
+	opt     backend.Program // AdamW over every parameter (clipping by norm)
 	scalars backend.Tensor  // AdamW per-step scalars
 	sumsq   backend.Tensor
 	pad     int32
@@ -292,10 +293,11 @@ func (t *Trainer) prepare() error {
 	for i, p := range t.params {
 		grads[i] = p.g
 	}
+	t.norm, err = t.be.Record(func() error { return t.be.SumSquares(t.sumsq, false, grads...) })
+	if err != nil {
+		return fmt.Errorf("record gradient norm: %w", err)
+	}
 	t.opt, err = t.be.Record(func() error {
-		if err := t.be.SumSquares(t.sumsq, false, grads...); err != nil {
-			return err
-		}
 		for _, p := range t.params {
 			if err := t.be.AdamW(p.p, p.g, p.m, p.v, t.scalars, t.sumsq); err != nil {
 				return fmt.Errorf("adamw %s: %w", p.name, err)
@@ -316,6 +318,9 @@ func (t *Trainer) Close() {
 	}
 	if t.opt != nil {
 		t.opt.Release()
+	}
+	if t.norm != nil {
+		t.norm.Release()
 	}
 	if t.acts != nil {
 		t.acts.Free()
@@ -440,26 +445,30 @@ func (t *Trainer) TrainStep(data []Example) (Metrics, error) {
 	if h := t.lossHalt(k+1, meanLoss); h != nil {
 		return Metrics{Step: k, Loss: meanLoss}, h
 	}
-	if err := t.opt.Run(); err != nil {
-		return Metrics{}, fmt.Errorf("optimizer step %d: %w", k+1, err)
+	if err := t.norm.Run(); err != nil {
+		return Metrics{}, fmt.Errorf("gradient norm of step %d: %w", k+1, err)
 	}
 	ss := make([]float32, 1)
 	if err := t.be.Read(t.sumsq, ss); err != nil {
 		return Metrics{}, err
 	}
 	gn := math.Sqrt(float64(ss[0]))
+	m := Metrics{Step: k + 1, Epoch: t.Plan.Epoch(k + 1), Loss: meanLoss, LR: lr, GradNorm: gn,
+		Tokens: t.Tokens + int64(trained), StepTok: trained}
+	// Halt before the update, so the saved state is the last good one.
+	if math.IsNaN(gn) || math.IsInf(gn, 0) || (t.Opts.GradNormLimit > 0 && gn > t.Opts.GradNormLimit) {
+		return m, &Halt{Kind: "grad-explosion", Step: k + 1,
+			Reason: fmt.Sprintf("the gradient norm is %.4g (limit %g)", gn, t.Opts.GradNormLimit),
+			Advice: "lower the learning rate, keep max_grad_norm (clipping) on, or add warmup_steps; the saved checkpoint is the state before this step"}
+	}
+	if err := t.opt.Run(); err != nil {
+		return Metrics{}, fmt.Errorf("optimizer step %d: %w", k+1, err)
+	}
 	t.Step++
 	t.Tokens += int64(trained)
-	m := Metrics{Step: t.Step, Epoch: t.Plan.Epoch(t.Step), Loss: meanLoss, LR: lr, GradNorm: gn,
-		Tokens: t.Tokens, StepTok: trained}
 	el := time.Since(start).Seconds()
 	if el > 0 {
 		m.TokPerSec = float64(len(batches)*t.Opts.MicroBatch*t.Opts.CutoffLen) / el
-	}
-	if math.IsNaN(gn) || math.IsInf(gn, 0) || (t.Opts.GradNormLimit > 0 && gn > t.Opts.GradNormLimit) {
-		return m, &Halt{Kind: "grad-explosion", Step: t.Step,
-			Reason: fmt.Sprintf("the gradient norm is %.4g (limit %g)", gn, t.Opts.GradNormLimit),
-			Advice: "lower the learning rate, keep max_grad_norm (clipping) on, or add warmup_steps; the adapter of the last checkpoint is intact"}
 	}
 	return m, nil
 }

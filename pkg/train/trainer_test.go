@@ -198,6 +198,31 @@ func TestHalts(t *testing.T) {
 			t.Errorf("the diagnosis does not name the layer: %s", h.Reason)
 		}
 	})
+	t.Run("grad explosion halts before the update", func(t *testing.T) {
+		o := baseOpts()
+		o.GradNormLimit = 1e-3
+		data := patterned(8, 16, 1)
+		tr, err := New(m, o, len(data), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		var h *Halt
+		if _, err := tr.TrainStep(data); !errors.As(err, &h) || h.Kind != "grad-explosion" {
+			t.Fatalf("got %v", err)
+		}
+		a, _ := tr.Adapter()
+		for _, k := range a.Keys() {
+			for _, v := range a.Weights[k].B {
+				if v != 0 {
+					t.Fatalf("the update of the exploding step was applied (B is no longer zero)")
+				}
+			}
+		}
+		if tr.Step != 0 {
+			t.Fatalf("step %d after a halted first step", tr.Step)
+		}
+	})
 	t.Run("zero loss", func(t *testing.T) {
 		tr := &Trainer{Opts: Options{HaltOnZeroLoss: true, HaltOnNaN: true}}
 		if h := tr.lossHalt(3, 0); h == nil || h.Kind != "zero-loss" {
