@@ -137,10 +137,12 @@ type RunContext struct {
 	// Log receives human-readable progress lines (also kept in the run's logs/).
 	Log io.Writer
 
-	metrics func(map[string]any)
-	summary map[string]any
-	main    string
-	fetched *fetch.Result
+	metrics      func(map[string]any)
+	stageMetrics func(map[string]any)
+	writeMetrics func(m map[string]any, run bool)
+	summary      map[string]any
+	main         string
+	fetched      *fetch.Result
 }
 
 // Metrics appends one record to the run's metrics.jsonl (and the stage's
@@ -149,6 +151,15 @@ type RunContext struct {
 func (rc *RunContext) Metrics(m map[string]any) {
 	if rc.metrics != nil {
 		rc.metrics(m)
+	}
+}
+
+// RestoreMetrics writes records to the stage's own metrics.jsonl only: a
+// resumed stage restores the records of the steps before its checkpoint,
+// which the run's metrics.jsonl already holds.
+func (rc *RunContext) RestoreMetrics(m map[string]any) {
+	if rc.stageMetrics != nil {
+		rc.stageMetrics(m)
 	}
 }
 

@@ -951,7 +951,9 @@ func (x *runner) runContext(s *recipe.Stage, out string, inputs map[string]strin
 		Seed: x.r.Seed, Device: spec, Store: x.opt.Store, Offline: x.opt.Offline, Profile: x.opt.Profile,
 		Log: io.MultiWriter(x.log, logf),
 	}
-	rc.metrics = func(m map[string]any) {
+	rc.metrics = func(m map[string]any) { rc.writeMetrics(m, true) }
+	rc.stageMetrics = func(m map[string]any) { rc.writeMetrics(m, false) }
+	rc.writeMetrics = func(m map[string]any, run bool) {
 		rec := make(map[string]any, len(m)+1)
 		for k, v := range m {
 			rec[k] = v
@@ -965,7 +967,9 @@ func (x *runner) runContext(s *recipe.Stage, out string, inputs map[string]strin
 		b = append(b, '\n')
 		x.mu.Lock()
 		defer x.mu.Unlock()
-		x.mfile.Write(b)
+		if run {
+			x.mfile.Write(b)
+		}
 		if stageMetrics == nil {
 			stageMetrics, _ = os.OpenFile(filepath.Join(out, StageMetricsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		}

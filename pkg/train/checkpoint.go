@@ -20,6 +20,7 @@ import (
 //	                    in the model's layout (names <param>, <param>.exp_avg,
 //	                    <param>.exp_avg_sq), exactly as on the device
 //	trainer_state.json  step, plan and the options that must not change
+//	history.json        the metrics of every step so far (for the loss curve)
 //	adapter/            the adapter at this step in PEFT layout, for use as is
 //
 // Everything else a step needs (data order, dropout masks, learning rate) is a
@@ -28,6 +29,7 @@ import (
 const (
 	StateFile        = "state.safetensors"
 	TrainerStateFile = "trainer_state.json"
+	HistoryFile      = "history.json" // the metrics of every step so far
 	checkpointPrefix = "checkpoint-"
 )
 
@@ -93,6 +95,13 @@ func (t *Trainer) Save(dir string) (string, error) {
 		return fail(err)
 	}
 	if err := atomicfile.WriteFile(filepath.Join(tmp, TrainerStateFile), append(st, '\n'), 0o644); err != nil {
+		return fail(err)
+	}
+	hist, err := json.Marshal(t.History)
+	if err != nil {
+		return fail(err)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(tmp, HistoryFile), append(hist, '\n'), 0o644); err != nil {
 		return fail(err)
 	}
 	a, err := t.Adapter()
@@ -169,6 +178,12 @@ func (t *Trainer) Restore(ckpt string) error {
 		}
 	}
 	t.Step, t.Tokens = st.Step, st.Tokens
+	t.History = nil
+	if hb, err := os.ReadFile(filepath.Join(ckpt, HistoryFile)); err == nil {
+		if err := json.Unmarshal(hb, &t.History); err != nil {
+			return fmt.Errorf("%s: %w", HistoryFile, err)
+		}
+	}
 	return nil
 }
 

@@ -21,6 +21,9 @@ type Loop struct {
 	Checkpoints string // directory for checkpoint-<step>/ ("" = none)
 	Log         io.Writer
 	Metrics     func(Metrics)
+	// Restored receives the metrics a resumed trainer brought back from its
+	// checkpoint (steps already done), before training continues.
+	Restored func(Metrics)
 	// Progress forces the live bar on (true) or off (false); nil = when stderr is a terminal.
 	Progress *bool
 }
@@ -40,6 +43,18 @@ type Result struct {
 func (l *Loop) Run(ctx context.Context) (*Result, error) {
 	t := l.T
 	res := &Result{}
+	for _, m := range t.History {
+		res.TrainCurve = append(res.TrainCurve, report.Point{Step: float64(m.Step), Value: m.Loss})
+		if m.EvalLoss != 0 {
+			cp := m
+			res.LastEval = &cp
+			res.EvalCurve = append(res.EvalCurve, report.Point{Step: float64(m.Step), Value: m.EvalLoss})
+		}
+		res.Last = m
+		if l.Restored != nil {
+			l.Restored(m)
+		}
+	}
 	start := time.Now()
 	startStep := t.Step
 	live := term.IsTerminal(int(os.Stderr.Fd()))
@@ -114,6 +129,7 @@ func (l *Loop) Run(ctx context.Context) (*Result, error) {
 		}
 		res.Last = m
 		res.TrainCurve = append(res.TrainCurve, report.Point{Step: float64(m.Step), Value: m.Loss})
+		t.History = append(t.History, m)
 		if l.Metrics != nil {
 			l.Metrics(m)
 		}
@@ -160,6 +176,7 @@ func (l *Loop) Run(ctx context.Context) (*Result, error) {
 			return res, fmt.Errorf("final eval: %w", err)
 		}
 		fmt.Fprintf(l.Log, "eval_loss %.4f (perplexity %.2f) on %d held-out examples\n", m.EvalLoss, m.EvalPPL, len(l.Eval))
+		t.History = append(t.History, m)
 		if l.Metrics != nil {
 			l.Metrics(m)
 		}

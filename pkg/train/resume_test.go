@@ -3,6 +3,7 @@ package train_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -176,6 +177,27 @@ func TestKillNineThenResumeIsBitIdentical(t *testing.T) {
 	got := adapterBytes(t, runRecipe(t, path, "", cache, runDir))
 	if !bytes.Equal(want, got) {
 		t.Fatalf("resumed adapter differs from the uninterrupted one")
+	}
+	// the resumed stage's own metrics.jsonl has every step exactly once:
+	// the steps before the checkpoint come back from it
+	mb, err := os.ReadFile(filepath.Join(runDir, "stages", "train", "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(mb)), "\n") {
+		var rec struct {
+			Step int `json:"step"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		seen[rec.Step]++
+	}
+	for s := 1; s <= 24; s++ {
+		if seen[s] != 1 {
+			t.Errorf("step %d appears %d times in the resumed stage's metrics.jsonl", s, seen[s])
+		}
 	}
 	// the resumed stage really resumed (it did not start over)
 	log, _ := os.ReadFile(filepath.Join(runDir, "logs", "train.log"))

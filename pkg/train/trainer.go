@@ -135,6 +135,9 @@ type Trainer struct {
 	// Step is the number of completed optimizer steps.
 	Step   int
 	Tokens int64
+	// History holds the metrics of every completed step (and evaluation),
+	// saved with checkpoints so a resumed run keeps its whole curve.
+	History []Metrics
 }
 
 // Halt is a training stop with a diagnosis: the run saves its state and
