@@ -502,8 +502,9 @@ func (c *checker) exprs(s *Stage) {
 	}
 }
 
-// gateNeeds reports gate names whose metric the stage does not measure: the
-// gate would compare zeros and fail (or pass) for nothing.
+// gateNeeds warns about gate names whose metric the stage does not measure:
+// the gate would compare zeros and fail (or pass) for nothing. A warning, not
+// an error: a stage kind registered by another package may measure more.
 func (c *checker) gateNeeds(s *Stage) {
 	e := s.Evaluate
 	if e.Perplexity == nil && e.Heldout == "" && e.Samples == nil {
@@ -534,7 +535,7 @@ func (c *checker) gateNeeds(s *Stage) {
 		if !used || has[name] {
 			continue
 		}
-		c.add(diag.Errorf(e.Gate.rangeAt(off, len(name)), "unmeasured", "gate uses %s, which stages.%s does not measure", name, s.Name).
+		c.add(diag.Warningf(e.Gate.rangeAt(off, len(name)), "unmeasured", "gate uses %s, which stages.%s does not measure (it will read 0)", name, s.Name).
 			WithHint("%s", need[name]))
 	}
 }
