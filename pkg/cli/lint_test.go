@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lora-dev/lora/pkg/dataset"
+	"github.com/lora-dev/lora/pkg/recipe"
 )
 
 func runLint(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -163,4 +167,13 @@ func shipped(t *testing.T) []string {
 		t.Fatalf("no shipped recipes: %v", err)
 	}
 	return files
+}
+
+// TestBuiltinFormatsMatchDataset: lint accepts exactly the format names the
+// format stage implements (pkg/recipe cannot import pkg/dataset: cycle).
+func TestBuiltinFormatsMatchDataset(t *testing.T) {
+	got := slices.Sorted(slices.Values(recipe.BuiltinFormats))
+	if want := dataset.BuiltinNames(); !slices.Equal(got, want) {
+		t.Errorf("recipe.BuiltinFormats %v, dataset.BuiltinNames %v", got, want)
+	}
 }

@@ -31,6 +31,8 @@ func lintArgs(src []byte) []string {
 
 // TestLintGolden loads every testdata/lint/*.yaml and compares the text and
 // JSON renderings with NAME.txt and NAME.json (rewrite them with -update).
+// ok.yaml must be clean, warn-*.yaml must have only warnings, every other
+// case must have errors.
 func TestLintGolden(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "lint", "*.yaml"))
 	if err != nil || len(files) == 0 {
@@ -71,7 +73,12 @@ func TestLintGolden(t *testing.T) {
 			if name == "ok" && len(ds) != 0 {
 				t.Errorf("valid recipe has diagnostics:\n%s", txt.String())
 			}
-			if name != "ok" && !ds.HasErrors() {
+			switch {
+			case strings.HasPrefix(name, "warn-"):
+				if ds.HasErrors() || ds.Count(diag.Warning) == 0 {
+					t.Errorf("%s: want warnings and no errors:\n%s", name, txt.String())
+				}
+			case name != "ok" && !ds.HasErrors():
 				t.Errorf("%s: expected errors, got none", name)
 			}
 			golden(t, path[:len(path)-len(".yaml")]+".txt", txt.Bytes())
