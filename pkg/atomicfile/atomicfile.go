@@ -103,6 +103,12 @@ func TempDir(parent, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("make temporary directory in %s: %w", parent, err)
 	}
+	// MkdirTemp makes the directory 0700; a published output must be readable
+	// by other users (a service loading the adapter), like every other file.
+	if err := os.Chmod(d, 0o755); err != nil {
+		os.Remove(d)
+		return "", err
+	}
 	return d, nil
 }
 

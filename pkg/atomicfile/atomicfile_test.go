@@ -127,3 +127,19 @@ func TestCleanTemp(t *testing.T) {
 		t.Errorf("missing dir: %v", err)
 	}
 }
+
+// Published outputs are readable by other users (a service that loads the
+// adapter runs as another user): directories 0755.
+func TestTempDirIsWorldReadable(t *testing.T) {
+	d, err := TempDir(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o755 {
+		t.Fatalf("mode %v, want 0755", st.Mode().Perm())
+	}
+}

@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 
+	"github.com/lora-dev/lora/pkg/atomicfile"
 	"github.com/lora-dev/lora/pkg/quant"
 )
 
@@ -64,32 +63,14 @@ func NewTensor(name string, shape []int, data []float32, typ GGMLType) (WriteTen
 // Write writes a GGUF v3 file at path atomically (a temporary file in the same
 // directory, renamed into place). The alignment is general.alignment when kv
 // has it (a uint32 power of two), else 32.
-func Write(path string, kv []KV, tensors []WriteTensor) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+func Write(path string, kv []KV, tensors []WriteTensor) error {
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 1<<20)
+		if err := Encode(bw, kv, tensors); err != nil {
+			return err
 		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err = Encode(bw, kv, tensors); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+		return bw.Flush()
+	})
 }
 
 // Encode writes a GGUF v3 image to w (see Write).

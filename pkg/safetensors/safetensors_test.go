@@ -240,3 +240,17 @@ func TestReadErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestWriteIsWorldReadable(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "a.safetensors")
+	if err := Write(p, []Tensor{NewF32("x", []int{2}, []float32{1, 2})}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o644 {
+		t.Fatalf("mode %v, want 0644", st.Mode().Perm())
+	}
+}
