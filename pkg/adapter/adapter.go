@@ -45,6 +45,7 @@ type Adapter struct {
 	Dropout   float64 // lora_dropout (used only while training)
 	Targets   []string
 	BaseModel string // base_model_name_or_path
+	Name      string // the adapter's name (GGUF general.name), optional
 	Arch      string // base architecture, when known
 	// Layout of the q/k lora_B rows in Weights.
 	Layout  Layout

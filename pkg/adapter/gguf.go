@@ -166,6 +166,9 @@ func SaveGGUF(path string, a *Adapter, c model.Config) error {
 		{Key: "adapter.type", Value: gguf.MustValue("lora")},
 		{Key: "adapter.lora.alpha", Value: gguf.MustValue(float32(alpha))},
 	}
+	if a.Name != "" {
+		kv = append(kv, gguf.KV{Key: "general.name", Value: gguf.MustValue(a.Name)})
+	}
 	if a.BaseModel != "" {
 		kv = append(kv, gguf.KV{Key: "general.base_model.count", Value: gguf.MustValue(uint32(1))},
 			gguf.KV{Key: "general.base_model.0.name", Value: gguf.MustValue(a.BaseModel)})

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/lora-dev/lora/pkg/adapter"
 	"github.com/lora-dev/lora/pkg/atomicfile"
@@ -173,7 +174,15 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	measure := func(label string) (ppl, pplw, hl float64, ntok, htok int, err error) {
 		ppl, pplw, hl = nan(), nan(), nan()
 		if text != nil {
-			r, err := m.Perplexity(ctx, text, pplOpts)
+			opts := pplOpts
+			last := time.Now()
+			opts.Progress = func(done, total int) {
+				if time.Since(last) > 10*time.Second || done == total {
+					last = time.Now()
+					fmt.Fprintf(rc.Log, "%s: perplexity windows %d/%d\n", label, done, total)
+				}
+			}
+			r, err := m.Perplexity(ctx, text, opts)
 			if err != nil {
 				return 0, 0, 0, 0, 0, fmt.Errorf("perplexity (%s): %w", label, err)
 			}

@@ -19,13 +19,18 @@ func Markdown(recipeName, stage string, r *Result, plot string) string {
 		return fmt.Sprintf("%.4f", v)
 	}
 	b.WriteString("| metric | base | base + adapter |\n|---|---:|---:|\n")
-	fmt.Fprintf(&b, "| perplexity (token-weighted) | %s | %s |\n", f(r.BasePerplexity), f(r.Perplexity))
-	fmt.Fprintf(&b, "| held-out loss | %s | %s |\n", f(r.BaseHeldoutLoss), f(r.HeldoutLoss))
+	row := func(name string, base, adapted float64) {
+		if !math.IsNaN(base) || !math.IsNaN(adapted) {
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", name, f(base), f(adapted))
+		}
+	}
+	row("perplexity (token-weighted)", r.BasePerplexity, r.Perplexity)
+	row("held-out loss", r.BaseHeldoutLoss, r.HeldoutLoss)
 	bhp := math.NaN()
 	if !math.IsNaN(r.BaseHeldoutLoss) {
 		bhp = math.Exp(r.BaseHeldoutLoss)
 	}
-	fmt.Fprintf(&b, "| held-out perplexity | %s | %s |\n", f(bhp), f(r.HeldoutPerplexity))
+	row("held-out perplexity", bhp, r.HeldoutPerplexity)
 	if !math.IsNaN(r.PerplexityWindows) {
 		fmt.Fprintf(&b, "| perplexity (mean of windows) | | %s |\n", f(r.PerplexityWindows))
 	}

@@ -24,3 +24,16 @@ func TestMarkdownShowsBaseAndAdapterSideBySide(t *testing.T) {
 		}
 	}
 }
+
+func TestMarkdownLeavesOutUnmeasuredRows(t *testing.T) {
+	nan := math.NaN()
+	r := &Result{Perplexity: nan, PerplexityWindows: nan, BasePerplexity: nan, HeldoutLoss: 2, HeldoutPerplexity: math.Exp(2),
+		BaseHeldoutLoss: 2.5, Adapter: "train", Device: "cpu", Passed: true}
+	md := Markdown("r", "eval", r, "")
+	if strings.Contains(md, "perplexity (token-weighted)") {
+		t.Errorf("report shows an unmeasured perplexity row:\n%s", md)
+	}
+	if !strings.Contains(md, "| held-out loss | 2.5000 | 2.0000 |") {
+		t.Errorf("report lacks the held-out row:\n%s", md)
+	}
+}

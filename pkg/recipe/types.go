@@ -114,7 +114,7 @@ type Chunk struct {
 // Train trains one LoRA adapter.
 type Train struct {
 	Input          string    `yaml:"input" doc:"Name of the format or chunk stage whose examples to train on. Default: the single format or chunk stage in needs."`
-	OutputName     string    `yaml:"output_name" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"Name of the adapter in the run directory (default: the stage name)."`
+	OutputName     string    `yaml:"output_name" pattern:"^[A-Za-z0-9][A-Za-z0-9._-]*$" doc:"Name of the adapter: the GGUF adapter is written as <output_name>.gguf with general.name output_name (default adapter.gguf, unnamed). The PEFT directory is always adapter/."`
 	LoRA           LoRA      `yaml:"lora" doc:"Shape of the adapter."`
 	Optimizer      Optimizer `yaml:"optimizer" doc:"AdamW and the learning-rate schedule."`
 	Epochs         float64   `yaml:"epochs" xmin:"0" doc:"Passes over the training examples (may be fractional). Default 3 when max_steps is not set."`

@@ -25,7 +25,7 @@ import (
 // Files a train stage writes into its output directory.
 const (
 	AdapterDir  = "adapter"      // PEFT layout: adapter_config.json + adapter_model.safetensors
-	AdapterGGUF = "adapter.gguf" // GGUF LoRA for llama.cpp --lora and ollama ADAPTER
+	AdapterGGUF = "adapter.gguf" // GGUF LoRA for llama.cpp --lora and ollama ADAPTER (or <output_name>.gguf)
 	PlotFile    = "loss.png"
 	SummaryFile = "summary.json"
 )
@@ -266,13 +266,24 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		return err
 	}
 	a.BaseModel = rc.Recipe.Model.Source
-	if err := writeAdapters(rc.Out, a, m.Config); err != nil {
+	a.Name = s.Train.OutputName
+	ggufName := AdapterGGUF
+	if a.Name != "" {
+		ggufName = a.Name + ".gguf"
+	}
+	if err := writeAdapters(rc.Out, ggufName, a, m.Config); err != nil {
 		return err
 	}
 	sum := map[string]any{"steps": t.Step, "loss": res.Last.Loss, "tokens": t.Tokens, "epoch": res.Last.Epoch,
 		"stopped_by": res.StoppedBy, "params": t.Params()}
 	if res.LastEval != nil {
 		sum["eval_loss"] = res.LastEval.EvalLoss
+	}
+	sum["adapter_gguf"] = ggufName
+	if b, err := json.MarshalIndent(sum, "", "  "); err == nil {
+		if err := atomicfile.WriteFile(filepath.Join(rc.Out, SummaryFile), append(b, '\n'), 0o644); err != nil {
+			return err
+		}
 	}
 	rc.Summarize(sum)
 	rc.SetMain(AdapterDir)
@@ -288,11 +299,11 @@ func stoppedNote(s string) string {
 }
 
 // writeAdapters writes the PEFT directory and the GGUF adapter.
-func writeAdapters(out string, a *adapter.Adapter, c model.Config) error {
+func writeAdapters(out, ggufName string, a *adapter.Adapter, c model.Config) error {
 	if err := adapter.SavePEFT(filepath.Join(out, AdapterDir), a, c); err != nil {
 		return fmt.Errorf("write PEFT adapter: %w", err)
 	}
-	if err := adapter.SaveGGUF(filepath.Join(out, AdapterGGUF), a, c); err != nil {
+	if err := adapter.SaveGGUF(filepath.Join(out, ggufName), a, c); err != nil {
 		return fmt.Errorf("write GGUF adapter: %w", err)
 	}
 	return nil
