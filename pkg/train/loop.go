@@ -24,6 +24,9 @@ type Loop struct {
 	// Restored receives the metrics a resumed trainer brought back from its
 	// checkpoint (steps already done), before training continues.
 	Restored func(Metrics)
+	// Memory is the device memory the run holds (the estimate that matches
+	// the allocations), shown with the progress.
+	Memory string
 	// Progress forces the live bar on (true) or off (false); nil = when stderr is a terminal.
 	Progress *bool
 }
@@ -136,15 +139,15 @@ func (l *Loop) Run(ctx context.Context) (*Result, error) {
 		done := t.Step - startStep
 		eta := time.Duration(float64(time.Since(start)) / float64(done) * float64(t.Plan.TotalSteps-t.Step))
 		if bar != nil {
-			bar.Describe(fmt.Sprintf("epoch %.2f loss %.4f lr %.2e %.0f tok/s", m.Epoch, m.Loss, m.LR, m.TokPerSec))
+			bar.Describe(fmt.Sprintf("epoch %.2f loss %.4f lr %.2e %.0f tok/s mem %s", m.Epoch, m.Loss, m.LR, m.TokPerSec, l.Memory))
 			_ = bar.Set(t.Step)
 		} else if t.Step%every == 0 || t.Step == 1 || t.Step == t.Plan.TotalSteps {
 			ev := ""
 			if m.EvalLoss != 0 {
 				ev = fmt.Sprintf(" eval_loss %.4f", m.EvalLoss)
 			}
-			fmt.Fprintf(l.Log, "step %d/%d epoch %.2f loss %.4f%s lr %.3g grad_norm %.3g %.0f tok/s eta %s\n",
-				t.Step, t.Plan.TotalSteps, m.Epoch, m.Loss, ev, m.LR, m.GradNorm, m.TokPerSec, eta.Round(time.Second))
+			fmt.Fprintf(l.Log, "step %d/%d epoch %.2f loss %.4f%s lr %.3g grad_norm %.3g %.0f tok/s mem %s eta %s\n",
+				t.Step, t.Plan.TotalSteps, m.Epoch, m.Loss, ev, m.LR, m.GradNorm, m.TokPerSec, l.Memory, eta.Round(time.Second))
 		}
 		if t.Opts.SaveEvery > 0 && t.Step%t.Opts.SaveEvery == 0 && t.Step < t.Plan.TotalSteps {
 			if err := save("save_every"); err != nil {

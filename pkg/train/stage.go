@@ -223,7 +223,7 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	}
 	fmt.Fprintf(rc.Log, "training %d examples (%d held out), %d steps of %d (micro-batch %d × %d accumulation), %d trainable parameters, about %s of device memory\n",
 		len(data), len(evalData), t.Plan.TotalSteps, opts.BatchSize, opts.MicroBatch, t.Plan.Accumulation(), t.Params(), human(uint64(need.Total)))
-	loop := &Loop{T: t, Data: data, Eval: evalData, Checkpoints: rc.Checkpoints, Log: rc.Log,
+	loop := &Loop{T: t, Data: data, Eval: evalData, Checkpoints: rc.Checkpoints, Log: rc.Log, Memory: human(uint64(need.Total)),
 		Metrics:  func(mt Metrics) { rc.Metrics(mt.Record()) },
 		Restored: func(mt Metrics) { rc.RestoreMetrics(mt.Record()) }}
 	if rc.Resume != "" {
