@@ -8,7 +8,12 @@ import (
 )
 
 // ErrNoDriver is returned when libvulkan.so.1 or a Vulkan driver cannot be found.
-var ErrNoDriver = errors.New("no Vulkan driver found (libvulkan.so.1): install mesa-vulkan-drivers libvulkan1, or use --device cpu")
+var ErrNoDriver = errors.New("no usable Vulkan driver")
+
+// noDriver wraps ErrNoDriver with the cause, then the fix.
+func noDriver(format string, a ...any) error {
+	return fmt.Errorf("%w (%s); install a Vulkan driver (Debian: mesa-vulkan-drivers libvulkan1), or use --device cpu", ErrNoDriver, fmt.Sprintf(format, a...))
+}
 
 // ErrOutOfMemory is wrapped by allocation failures.
 var ErrOutOfMemory = errors.New("out of device memory")

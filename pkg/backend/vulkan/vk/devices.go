@@ -32,7 +32,7 @@ func Devices() ([]DeviceInfo, error) {
 		return nil, err
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("%w: the Vulkan loader found no device", ErrNoDriver)
+		return nil, noDriver("the Vulkan loader found no device")
 	}
 	phys := make([]vk.PhysicalDevice, n)
 	if err := check("vkEnumeratePhysicalDevices", vk.EnumeratePhysicalDevices(instance, &n, phys)); err != nil {
@@ -48,7 +48,7 @@ func Devices() ([]DeviceInfo, error) {
 		out = append(out, d)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no Vulkan 1.1 device with a compute queue", ErrNoDriver)
+		return nil, noDriver("no Vulkan 1.1 device with a compute queue")
 	}
 	return out, nil
 }

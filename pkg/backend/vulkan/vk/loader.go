@@ -42,12 +42,12 @@ func doLoad() error {
 		if cerr != nil {
 			msg = C.GoString(cerr)
 		}
-		return fmt.Errorf("%w: %s", ErrNoDriver, msg)
+		return noDriver("%s", msg)
 	}
 	gipa = p
 	vk.SetGetInstanceProcAddr(p)
 	if err := vk.Init(); err != nil {
-		return fmt.Errorf("%w: %v", ErrNoDriver, err)
+		return noDriver("%v", err)
 	}
 	apiVer = vk.MakeVersion(1, 1, 0)
 	app := &vk.ApplicationInfo{
@@ -65,12 +65,12 @@ func doLoad() error {
 	var inst vk.Instance
 	if r := vk.CreateInstance(info, nil, &inst); r != vk.Success {
 		if r == vk.ErrorIncompatibleDriver {
-			return fmt.Errorf("%w: the installed driver does not support Vulkan 1.1", ErrNoDriver)
+			return noDriver("the installed driver does not support Vulkan 1.1")
 		}
-		return fmt.Errorf("%w: vkCreateInstance: %v", ErrNoDriver, vk.Error(r))
+		return noDriver("vkCreateInstance: %v", vk.Error(r))
 	}
 	if err := vk.InitInstance(inst); err != nil {
-		return fmt.Errorf("%w: %v", ErrNoDriver, err)
+		return noDriver("%v", err)
 	}
 	instance = inst
 	return nil

@@ -6,5 +6,5 @@ import "fmt"
 
 // Devices reports that this build has no Vulkan support (it needs cgo).
 func Devices() ([]DeviceInfo, error) {
-	return nil, fmt.Errorf("%w: this lora was built without cgo (CGO_ENABLED=0)", ErrNoDriver)
+	return nil, fmt.Errorf("%w (this lora was built without cgo); rebuild with CGO_ENABLED=1 and a C compiler, or use --device cpu", ErrNoDriver)
 }
