@@ -47,7 +47,7 @@ scored once, with as much context as the window gives it.
 --ctx defaults to 512 (or the model's context length when shorter) and
 --stride to half of --ctx.`,
 		Example: `  lora eval --model stories260K.gguf --text heldout.txt
-  lora eval --model base.gguf --adapter runs/alpaca-chat/r1/adapter --text heldout.txt --ctx 256 --stride 128 --json
+  lora eval --model base.gguf --adapter runs/alpaca-chat/<run-id>/stages/train/adapter --text heldout.txt --ctx 256 --stride 128 --json
   lora eval --model ./llama-hf/ --text wiki.txt --quantize q4_0 --device vulkan`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {

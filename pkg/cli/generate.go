@@ -102,7 +102,7 @@ BOS, without the SentencePiece leading space.
 Timing goes to standard error (--quiet drops it); standard output holds only
 the text and a final newline.`,
 		Example: `  lora generate --model stories260K.gguf --prompt "" --max-tokens 256 --temperature 0
-  lora generate --model base.gguf --adapter runs/alpaca-chat/r1/adapter --prompt "User: hi\nAssistant:"
+  lora generate --model base.gguf --adapter runs/alpaca-chat/<run-id>/stages/train/adapter --prompt "User: hi\nAssistant:"
   lora generate --model ./llama-hf/ --temperature 0.7 --top-p 0.9 --seed 7 --device vulkan`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -77,7 +77,7 @@ frozen weights, adapter, gradients, AdamW moments and activations. Tensors
 whose rows do not fit the quantization block keep their type and are marked.`,
 		Example: `  lora inspect stories260K.gguf
   lora inspect stories260K.gguf --quantize q4_0 --rank 16 --cutoff 256 --batch 4 --targets q_proj,v_proj
-  lora inspect runs/alpaca-chat/r1/adapter --json`,
+  lora inspect runs/alpaca-chat/<run-id>/stages/train/adapter --json`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]

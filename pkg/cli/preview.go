@@ -48,7 +48,7 @@ Both report the counts of the whole stage: examples, tokens, trained tokens,
 truncated, dropped, skipped. Nothing is written to the runs directory; the
 stage outputs stay in the cache, so a later run reuses them.`,
 		Example: `  lora preview recipes/alpaca-chat.yaml --stage prompts
-  lora preview recipes/raw-text.yaml --stage chunks -n 2
+  lora preview recipes/raw-text.yaml --stage blocks -n 2
   lora preview recipes/alpaca-chat.yaml --stage prompts --format jsonl -n 100 | jq .trained_text
   lora preview recipes/alpaca-chat.yaml --stage prompts --set stages.prompts.format.cutoff_len=512`,
 		Args: usageArgs(cobra.ExactArgs(1)),
