@@ -212,14 +212,25 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		if seed == 0 {
 			seed = rc.Seed
 		}
+		// Greedy always (the deterministic answer); with a temperature, a
+		// seeded sample too (what a chat front end would show).
+		modes := []model.Sampling{{}}
+		if sp.Temperature > 0 {
+			modes = append(modes, model.Sampling{Temperature: sp.Temperature, TopK: sp.TopK, TopP: sp.TopP, Seed: seed})
+		}
 		for _, p := range sp.Prompts {
 			ids := tok.Encode(p, tokenizer.EncodeOptions{AddBOS: true})
-			out, err := m.Generate(ids, sp.MaxTokens, model.Sampling{Temperature: sp.Temperature, TopK: sp.TopK, TopP: sp.TopP, Seed: seed},
-				func(id int32) bool { return id == tok.EOS() }, nil)
-			if err != nil {
-				return fmt.Errorf("sample (%s): %w", label, err)
+			for _, mode := range modes {
+				out, err := m.Generate(ids, sp.MaxTokens, mode, func(id int32) bool { return tok.IsEOG(id) }, nil)
+				if err != nil {
+					return fmt.Errorf("sample (%s): %w", label, err)
+				}
+				smp := Sample{Prompt: p, Model: label, Text: tok.Decode(out), Tokens: len(out), Temperature: mode.Temperature}
+				if mode.Temperature > 0 {
+					smp.Seed = seed
+				}
+				res.Samples = append(res.Samples, smp)
 			}
-			res.Samples = append(res.Samples, Sample{Prompt: p, Model: label, Text: tok.Decode(out), Tokens: len(out), Temperature: sp.Temperature, Seed: seed})
 		}
 		return nil
 	}

@@ -184,7 +184,7 @@ type Perplexity struct {
 type Samples struct {
 	Prompts     []string `yaml:"prompts" required:"true" doc:"Prompts to complete, used as given (write them in the training format)."`
 	MaxTokens   int      `yaml:"max_tokens" default:"64" min:"1" doc:"Tokens to generate per prompt."`
-	Temperature float64  `yaml:"temperature" default:"0" min:"0" doc:"Sampling temperature; 0 is greedy (deterministic)."`
+	Temperature float64  `yaml:"temperature" default:"0" min:"0" doc:"Sampling temperature. Every prompt gets a greedy (deterministic) completion; with a temperature above 0 it also gets a seeded sample at that temperature."`
 	TopK        int      `yaml:"top_k" default:"0" min:"0" doc:"Sample from the k most likely tokens. 0: no limit."`
 	TopP        float64  `yaml:"top_p" default:"1" xmin:"0" max:"1" doc:"Nucleus sampling: the smallest set of tokens whose probability reaches top_p."`
 	Seed        uint64   `yaml:"seed" doc:"Sampling seed. 0: derived from the recipe seed."`
