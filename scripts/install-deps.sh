@@ -5,7 +5,7 @@
 # (the independent reference that checks our PEFT and GGUF adapters).
 # Idempotent: does nothing when everything is present.
 set -eu
-pkgs="gcc libc6-dev libvulkan1 mesa-vulkan-drivers glslc git ca-certificates python3 python3-numpy"
+pkgs="make gcc libc6-dev libvulkan1 mesa-vulkan-drivers glslc git ca-certificates python3 python3-numpy"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
