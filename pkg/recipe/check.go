@@ -319,9 +319,13 @@ func (c *checker) graph() {
 	c.unused()
 }
 
-// unused warns about data stages (fetch, format, chunk) whose output no
-// stage reads: usually a forgotten input, and always wasted work.
+// unused warns, in a recipe that trains, about data stages (fetch, format,
+// chunk) whose output no stage reads: usually a forgotten input.
 func (c *checker) unused() {
+	// a recipe without training only prepares data: every stage is its output
+	if !slices.ContainsFunc(c.r.Stages, func(s *Stage) bool { return s.Kind == KindTrain }) {
+		return
+	}
 	used := map[string]bool{}
 	for _, s := range c.r.Stages {
 		for _, in := range s.Inputs() {
