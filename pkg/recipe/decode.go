@@ -225,6 +225,17 @@ func (d *decoder) decodeField(n *node, fv reflect.Value, f *field, where string,
 			if s := suggest(n.str, f.examples); s != "" {
 				dd = dd.WithHint("did you mean %s? %s", s, firstSentence(f.doc))
 			}
+			if f.key == "sha256" {
+				dd.Message = fmt.Sprintf("%s: %q is not a sha256 (64 lowercase hex digits)", where, n.str)
+				switch {
+				case len(n.str) != 64:
+					dd = dd.WithHint("it has %d characters, not 64; copy the whole digest (sha256sum FILE)", len(n.str))
+				case strings.ToLower(n.str) == n.str:
+					dd = dd.WithHint("only 0-9 and a-f are hex digits")
+				default:
+					dd = dd.WithHint("write it in lowercase: %s", strings.ToLower(n.str))
+				}
+			}
 			d.add(dd)
 			return
 		}
