@@ -76,8 +76,8 @@ func Rerun(ctx context.Context, l *lock.Lock, opt Options) (*Result, error) {
 	if ds.HasErrors() {
 		return nil, fmt.Errorf("the recipe recorded in the lock no longer loads: %w", ds.Err())
 	}
-	if l.Tool.Version != version.Version {
-		fmt.Fprintf(opt.logOrDiscard(), "warning: the run was made by lora %s, this is %s; stage keys differ, so every stage runs\n", l.Tool.Version, version.Version)
+	if l.Tool.Version != version.Key() {
+		fmt.Fprintf(opt.logOrDiscard(), "warning: the run was made by lora %s, this is %s; stage keys differ, so every stage runs\n", l.Tool.Version, version.Key())
 	}
 	if l.Device.Kind != "" && opt.ResolveDevice != nil {
 		if kind, _, err := opt.ResolveDevice(r.Device); err == nil && kind != l.Device.Kind {

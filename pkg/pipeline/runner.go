@@ -255,7 +255,7 @@ func definition(s *recipe.Stage) map[string]any {
 // of a fetch stage. inputKeys maps input stage names to their keys.
 func (x *runner) material(s *recipe.Stage, k Kind, inputKeys map[string]string, modelSum, content string) (*Material, error) {
 	u := usesOf(s.Kind, k)
-	m := &Material{Kind: s.Kind, Definition: definition(s), Content: content, Tool: version.Version}
+	m := &Material{Kind: s.Kind, Definition: definition(s), Content: content, Tool: version.Key()}
 	if s.Kind == recipe.KindFetch {
 		if f, ok := m.Definition["fetch"].(map[string]any); ok {
 			f["filename"] = fetchName(s)
@@ -450,7 +450,7 @@ func (x *runner) newLock(id string) *lock.Lock {
 	now := time.Now().UTC()
 	l := &lock.Lock{
 		Version: lock.FormatVersion,
-		Tool:    lock.Tool{Version: version.Version, Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH, Shaders: x.opt.Shaders},
+		Tool:    lock.Tool{Version: version.Key(), Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH, Shaders: x.opt.Shaders},
 		Created: now,
 		RunID:   id,
 		Name:    x.r.Name,
