@@ -11,7 +11,7 @@
 # loader and glvnd packages into .gl/ as /work/.library/device/README.md
 # describes (.gitignore keeps both out of git). Then one device call:
 #
-#   run(command: "sh scripts/bench-device.sh run", carry: [".bench", ".gl"], timeout_s: 420)
+#   run(command: "sh scripts/bench-device.sh run", carry: [".bench", ".gl"], timeout_s: 360)
 #
 # run needs no network, go or glslc: it unpacks the loader when the machine
 # has none, points the loader at the NVIDIA driver, lists the Vulkan devices,
@@ -19,7 +19,7 @@
 # step (rank 16, forward + backward) in PyTorch, then the Vulkan GEMM and
 # LoRA-layer benchmarks at LLaMA shapes (tokens x in x out), and prints one
 # table. Every step has a time limit inside BENCH_BUDGET seconds (default
-# 360), so the call ends well inside timeout_s and a rerun still fits the
+# 300), so the call ends well inside timeout_s and a rerun still fits the
 # session's device time. The logs and the table land in $OUT (at most 7
 # files) when it is set, else in /tmp/bench-out. Nothing is written to the
 # tree, which may be read-only.
@@ -29,9 +29,10 @@ cd "$(dirname "$0")/.."
 # tokens x in x out: stories15M FFN, Llama-3.2-1B q_proj and up_proj, Llama-2-7B q_proj and up_proj.
 SHAPES=${LORA_BENCH_SHAPES:-512x288x768,2048x2048x2048,2048x2048x8192,2048x4096x4096,2048x4096x11008}
 BENCHTIME=${BENCHTIME:-10x}
-BENCH_BUDGET=${BENCH_BUDGET:-360}
+BENCH_BUDGET=${BENCH_BUDGET:-300}
 
 prepare() {
+	rm -rf .bench # all of it travels: only the two binaries
 	mkdir -p .bench
 	CGO_ENABLED=1 GOOS=linux GOARCH=amd64 go test -c -o .bench/vulkan.test ./pkg/backend/vulkan
 	CGO_ENABLED=1 GOOS=linux GOARCH=amd64 go build -ldflags='-s -w' -o .bench/lora ./cmd/lora
@@ -120,7 +121,8 @@ for (m, k, n) in shapes:
                 y = model(xi)
                 y.backward(dy)
             t = timeit(step)
-            print(f"peft lora {tn} {m}x{k}x{n} {t * 1e3:.3f}", flush=True)
+            ad = next((str(p.dtype).replace("torch.", "") for pn, p in model.named_parameters() if "lora_A" in pn), "?")
+            print(f"peft lora {tn} {m}x{k}x{n} {t * 1e3:.3f} adapter={ad}", flush=True)
             del model, base, xi
         except Exception as e:
             print(f"# failed {tn} {m}x{k}x{n}: {type(e).__name__}: {e}", flush=True)
@@ -194,6 +196,13 @@ run() {
 	} >"$out/machine.txt" 2>&1 || vulkan="unavailable (see machine.txt)"
 	if [ "$vulkan" = yes ] && ! grep -q '^vulkan:' "$out/machine.txt"; then
 		vulkan="unavailable (no device listed; see machine.txt)"
+	fi
+	# On the GPU machine a CPU device (lavapipe) alone means the NVIDIA driver did not load:
+	# its figures would be meaningless and would spend the budget.
+	if [ "$vulkan" = yes ] && command -v nvidia-smi >/dev/null && [ -z "${LORA_BENCH_ALLOW_CPU:-}" ] &&
+		! awk -F '  +' '/^vulkan:/ && $3 != "cpu" { found = 1 } END { exit !found }' "$out/machine.txt"; then
+		vulkan="unavailable (only a CPU Vulkan device: the NVIDIA driver did not load; see machine.txt)"
+		VK_LOADER_DEBUG=error,warn,driver timeout -k 5 60 "$tmp/lora" devices 2>&1 | head -n 60 >>"$out/machine.txt" || true
 	fi
 	cat "$out/machine.txt"
 
@@ -276,7 +285,17 @@ table() {
 	# The device lora picks: the first discrete GPU, else the first listed (name, type, driver, API).
 	vkdev=$(awk -F '  +' '/^vulkan:/ { d = $2 ", " $3 ", " $4 ", Vulkan " $5; if (first == "") first = d; if ($3 == "discrete" && disc == "") disc = d }
 		END { print disc != "" ? disc : first }' "$1/machine.txt" 2>/dev/null || true)
-	awk -v machine="$machine" -v vkdev="$vkdev" '
+	conf="not run"
+	if [ -f "$1/conformance.txt" ]; then
+		if grep -q '^PASS$' "$1/conformance.txt"; then
+			conf=passed
+		elif grep -q -e '--- FAIL' "$1/conformance.txt"; then
+			conf="FAILED:$(grep -e '--- FAIL: TestConformance/' "$1/conformance.txt" | awk '{ printf " %s", $3 }') (see conformance.txt)"
+		else
+			conf="did not finish: $(tail -n 1 "$1/conformance.txt")"
+		fi
+	fi
+	awk -v machine="$machine" -v vkdev="$vkdev" -v conf="$conf" '
 	function v(x, side) { return side != "" ? "n/a" : x == "" ? "-" : x }
 	function addshape(s) { if (!(s in seen)) { seen[s] = 1; list[++ns] = s } }
 	BEGIN {
@@ -284,7 +303,7 @@ table() {
 	}
 	FILENAME ~ /vulkan\.txt$/ && $1 == "#" && $2 == "shapes" { n = split($3, o, ","); for (i = 1; i <= n; i++) addshape(o[i]) }
 	# A benchmark line can be split by output that lands between its name and its figures.
-	FILENAME ~ /vulkan\.txt$/ && $1 ~ /^Benchmark/ { name = $1 }
+	FILENAME ~ /vulkan\.txt$/ && $1 ~ /^Benchmark/ { name = $1; sub(/-[0-9]+$/, "", name); at = /ns\/op/ ? ", after " : ", in " }
 	FILENAME ~ /vulkan\.txt$/ && /ns\/op/ {
 		if ($1 !~ /^Benchmark/) { line = name " " $0; $0 = line }
 		nparts = split($1, p, "/")
@@ -298,11 +317,14 @@ table() {
 		}
 	}
 	FILENAME ~ /vulkan\.txt$/ && $1 == "---" && $2 == "FAIL:" { vfail = vfail " " $3 }
-	FILENAME ~ /vulkan\.txt$/ && /^bench-device: Benchmark/ { vnote = vnote "\n- Vulkan " $2 " " substr($0, index($0, "stopped:")) (name != "" ? ", at " name : "") }
+	FILENAME ~ /vulkan\.txt$/ && /^bench-device: Benchmark/ { vnote = vnote "\n- Vulkan " $2 " " substr($0, index($0, "stopped:")) (name != "" ? at name : "") }
 	FILENAME ~ /vulkan\.txt$/ && /^no time left for Benchmark/ { vnote = vnote "\n- Vulkan " $NF ": not run, no time left" }
 	FILENAME ~ /vulkan\.txt$/ && $1 == "#" && $2 == "vulkan" { $1 = ""; $2 = ""; sub(/^ +/, ""); vkstate = $0 }
 	FILENAME ~ /torch\.txt$/ && $1 == "torch" && $2 == "gemm" { t[$5 " " $3 " " $4] = $6; addshape($5) }
-	FILENAME ~ /torch\.txt$/ && $1 == "peft" && $2 == "lora" { pl[$4 " " $3] = $5; addshape($4) }
+	FILENAME ~ /torch\.txt$/ && $1 == "peft" && $2 == "lora" {
+		pl[$4 " " $3] = $5; addshape($4)
+		if ($6 ~ /^adapter=/ && !(($3) in pad)) { pad[$3] = substr($6, 9); padl = padl ", " $3 " base: " pad[$3] }
+	}
 	FILENAME ~ /torch\.txt$/ && $1 == "#" && $2 == "torch" { $1 = ""; sub(/^ +/, ""); tstate = $0 }
 	FILENAME ~ /torch\.txt$/ && $1 == "#" && $2 == "peft" { $1 = ""; sub(/^ +/, ""); pstate = $0 }
 	FILENAME ~ /torch\.txt$/ && $1 == "#" && $2 == "failed" { $1 = ""; sub(/^ +/, ""); tfail = tfail "\n- PyTorch " $0 }
@@ -314,10 +336,11 @@ table() {
 		print "Machine: " (machine == "" ? "unknown" : machine)
 		print ""
 		print "- Vulkan: " vkstate
+		if (vna == "") print "- Vulkan conformance test: " conf
 		if (vfail != "") print "- Vulkan failed (see vulkan.txt):" vfail
 		if (vnote != "") print substr(vnote, 2)
 		print "- PyTorch: " tstate
-		if (tna == "") print "- PEFT: " (pstate == "" ? "not run" : pstate)
+		if (tna == "") print "- PEFT: " (pstate == "" ? "not run" : pstate) (padl != "" ? "; LoRA weights in " substr(padl, 3) : "")
 		if (tfail != "") print substr(tfail, 2)
 		print ""
 		print "GEMM GFLOP/s (Vulkan by weight type; PyTorch f32 without TF32, and bf16)"
