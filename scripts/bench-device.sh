@@ -74,7 +74,10 @@ if dev == "cuda" and not torch.cuda.is_available():
     sys.exit(0)
 name = torch.cuda.get_device_name(0) if dev == "cuda" else dev
 print(f"# torch {torch.__version__} on {name}", flush=True)
-torch.backends.cuda.matmul.allow_tf32 = False
+try:  # f32 products in full precision (no TF32); "highest" is the default, say it anyway
+    torch.set_float32_matmul_precision("highest")
+except Exception as e:
+    print(f"# torch could not turn TF32 off: {e}", file=sys.stderr)
 
 def sync():
     if dev == "cuda":
@@ -297,6 +300,8 @@ table() {
 	fi
 	awk -v machine="$machine" -v vkdev="$vkdev" -v conf="$conf" '
 	function v(x, side) { return side != "" ? "n/a" : x == "" ? "-" : x }
+	# gv: GFLOP/s from the GPU timestamps, else from wall time, marked w.
+	function gv(k) { if (vna != "") return "n/a"; if (g[k] != "") return g[k]; if (gw[k] != "") { wall = 1; return gw[k] }; return "-" }
 	function addshape(s) { if (!(s in seen)) { seen[s] = 1; list[++ns] = s } }
 	BEGIN {
 		vkstate = "not run"; tstate = "not run"; pstate = ""
@@ -309,7 +314,10 @@ table() {
 		nparts = split($1, p, "/")
 		if (p[1] ~ /^BenchmarkGEMM/ && nparts == 4) {
 			sub(/-[0-9]+$/, "", p[4]); addshape(p[4])
-			for (i = 2; i <= NF; i++) if ($i == "GFLOP/s") g[p[4] " " p[2] " " p[3]] = $(i - 1)
+			for (i = 2; i <= NF; i++) {
+				if ($i == "GFLOP/s") g[p[4] " " p[2] " " p[3]] = $(i - 1)
+				if ($i == "ns/op") { split(p[4], d, "x"); gw[p[4] " " p[2] " " p[3]] = sprintf("%.1fw", 2 * d[1] * d[2] * d[3] / $(i - 1)) }
+			}
 		}
 		if (p[1] ~ /^BenchmarkLoRALayer/ && nparts == 3) {
 			sub(/-[0-9]+$/, "", p[3]); addshape(p[3])
@@ -349,8 +357,9 @@ table() {
 		print "|---|---|---|---|---|---|---|---|---|"
 		for (i = 1; i <= ns; i++) for (j = 1; j <= 2; j++) {
 			s = list[i]; op = j == 1 ? "fwd" : "dx"
-			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s, op, v(g[s " " op " f32"], vna), v(g[s " " op " f16"], vna), v(g[s " " op " q8_0"], vna), v(g[s " " op " q4_0"], vna), v(g[s " " op " nf4"], vna), v(t[s " " op " f32"], tna), v(t[s " " op " bf16"], tna)
+			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s, op, gv(s " " op " f32"), gv(s " " op " f16"), gv(s " " op " q8_0"), gv(s " " op " q4_0"), gv(s " " op " nf4"), v(t[s " " op " f32"], tna), v(t[s " " op " bf16"], tna)
 		}
+		if (wall) { print ""; print "w: from wall time per product (submission and wait included): the device gave no GPU timestamps" }
 		print ""
 		print "LoRA layer training step, rank 16, forward + backward (ms)"
 		print ""
