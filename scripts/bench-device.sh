@@ -212,8 +212,8 @@ run() {
 	# The benchmarks' cwd is the package directory, as under go test.
 	pkg=pkg/backend/vulkan
 	if [ "$vulkan" = yes ]; then
-		# The package's tests (-short: seconds) first: on a GPU they take the paths that
-		# lavapipe, a CPU device, never does (tile sizes, workgroup-per-row kernels).
+		# The package's tests (-short: seconds) first: the first run of every kernel on
+		# parallel hardware, with a GPU's subgroup size and the tiles chosen for GPUs.
 		if t=$(limit 90 "$(($(left) * 3 / 4))"); then
 			echo "vulkan tests (limit ${t}s)"
 			(cd "$pkg" && timeout -k 5 "$t" "$tmp/vulkan.test" -test.short -test.timeout "$((t - 3))s") \
