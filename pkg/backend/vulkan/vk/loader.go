@@ -65,7 +65,7 @@ func doLoad() error {
 	var inst vk.Instance
 	if r := vk.CreateInstance(info, nil, &inst); r != vk.Success {
 		if r == vk.ErrorIncompatibleDriver {
-			return noDriver("the installed driver does not support Vulkan 1.1")
+			return noDriver("the Vulkan loader found no driver, or none that supports Vulkan 1.1")
 		}
 		return noDriver("vkCreateInstance: %v", vk.Error(r))
 	}
