@@ -127,16 +127,19 @@ func BenchmarkLoRALayer(bm *testing.B) {
 			if k%dt.BlockSize() != 0 {
 				continue
 			}
+			// Inputs are made once per shape and type, outside bm.Run: the
+			// testing package calls the closure more than once (N=1 first),
+			// and quantizing and uploading big weights costs far more than
+			// the measured step.
+			w, err := b.FromBytes(dt, []int{n, k}, quantize(bm, dt, randVec(r, n*k, 1), k))
+			must(bm, err)
+			t := map[string]backend.Tensor{}
+			for _, name := range []string{"x", "a", "b", "y", "xa", "dy", "dx", "dxa", "da", "db"} {
+				shape := map[string][2]int{"x": {m, k}, "a": {rank, k}, "b": {n, rank}, "y": {m, n}, "xa": {m, rank},
+					"dy": {m, n}, "dx": {m, k}, "dxa": {m, rank}, "da": {rank, k}, "db": {n, rank}}[name]
+				t[name] = upload(bm, b, randVec(r, shape[0]*shape[1], 0.1), shape[0], shape[1])
+			}
 			bm.Run(fmt.Sprintf("%s/%dx%dx%d", dt, m, k, n), func(bm *testing.B) {
-				w, err := b.FromBytes(dt, []int{n, k}, quantize(bm, dt, randVec(r, n*k, 1), k))
-				must(bm, err)
-				defer b.Free(w)
-				t := map[string]backend.Tensor{}
-				for name, shape := range map[string][2]int{"x": {m, k}, "a": {rank, k}, "b": {n, rank}, "y": {m, n}, "xa": {m, rank},
-					"dy": {m, n}, "dx": {m, k}, "dxa": {m, rank}, "da": {rank, k}, "db": {n, rank}} {
-					t[name] = upload(bm, b, randVec(r, shape[0]*shape[1], 0.1), shape[0], shape[1])
-					defer b.Free(t[name])
-				}
 				step := func() error {
 					for _, f := range []func() error{
 						func() error { return b.MatMul(t["y"], t["x"], w, false) },
@@ -165,6 +168,10 @@ func BenchmarkLoRALayer(bm *testing.B) {
 					must(bm, b.Sync())
 				}
 			})
+			b.Free(w)
+			for _, x := range t {
+				b.Free(x)
+			}
 		}
 	}
 }
