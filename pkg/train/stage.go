@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/lora-dev/lora/pkg/adapter"
 	"github.com/lora-dev/lora/pkg/atomicfile"
@@ -433,6 +434,29 @@ func (stageKind) Plan(ctx context.Context, pc *pipeline.PlanContext) ([]string, 
 	if err != nil {
 		return lines, err
 	}
+	byType := map[string]int64{}
+	var types []string
+	for _, t := range d.Tensors {
+		if len(t.Shape) == 0 {
+			continue
+		}
+		n := int64(1)
+		for _, x := range t.Shape {
+			n *= int64(x)
+		}
+		cols := int64(t.Shape[len(t.Shape)-1])
+		k := t.Stored.String()
+		if _, ok := byType[k]; !ok {
+			types = append(types, k)
+		}
+		byType[k] += n / cols * int64(t.Stored.RowBytes(int(cols)))
+	}
+	sort.Strings(types)
+	var parts []string
+	for _, k := range types {
+		parts = append(parts, fmt.Sprintf("%s %s", k, human(uint64(byType[k]))))
+	}
+	lines = append(lines, "weights by type: "+strings.Join(parts, ", "))
 	lines = append(lines,
 		fmt.Sprintf("trainable parameters: %d (rank %d on %v in %d layers)", e.TrainableParams, o.Rank, o.Targets, d.Config.Layers),
 		fmt.Sprintf("memory: %s total = weights %s + adapter %s + gradients %s + AdamW %s + activations %s (micro-batch %d × %d tokens)",
