@@ -219,14 +219,9 @@ func (b *Backend) RoPE(xT, posT backend.Tensor, p backend.RoPE, inverse bool) er
 }
 
 func (b *Backend) attentionArgs(op string, a backend.Attention, names []string, ts ...backend.Tensor) ([]*tensor, error) {
-	if a.Batch <= 0 || a.QLen <= 0 || a.KVLen <= 0 || a.KVCap < a.KVLen || a.Heads <= 0 || a.KVHeads <= 0 || a.HeadDim <= 0 || a.QOffset < 0 {
-		return nil, fmt.Errorf("%s: parameters %+v: want positive sizes, KVLen <= KVCap and QOffset >= 0", op, a)
+	if err := backend.CheckAttention(op, a, names, ts...); err != nil {
+		return nil, err
 	}
-	if a.Heads%a.KVHeads != 0 {
-		return nil, fmt.Errorf("%s: %d heads are not a multiple of %d kv heads", op, a.Heads, a.KVHeads)
-	}
-	qWidth, kvWidth := a.Heads*a.HeadDim, a.KVHeads*a.HeadDim
-	qRows, kvRows := a.Batch*a.QLen, a.Batch*a.KVCap
 	out := make([]*tensor, len(ts))
 	for i, x := range ts {
 		if x == nil && names[i] == "probs" {
@@ -237,23 +232,6 @@ func (b *Backend) attentionArgs(op string, a backend.Attention, names []string, 
 			return nil, err
 		}
 		out[i] = t
-		switch names[i] {
-		case "probs":
-			if t.n != a.Batch*a.Heads*a.QLen*a.KVLen {
-				return nil, fmt.Errorf("%s: probs %v: want %d elements [Batch %d, Heads %d, QLen %d, KVLen %d]", op, t.shape, a.Batch*a.Heads*a.QLen*a.KVLen, a.Batch, a.Heads, a.QLen, a.KVLen)
-			}
-		case "k", "v", "dk", "dv":
-			if t.cols != kvWidth || t.rows != kvRows {
-				return nil, fmt.Errorf("%s: %s %v: want [Batch*KVCap, KVHeads*HeadDim] = [%d, %d]", op, names[i], t.shape, kvRows, kvWidth)
-			}
-		default:
-			if t.cols != qWidth || t.rows != qRows {
-				return nil, fmt.Errorf("%s: %s %v: want [Batch*QLen, Heads*HeadDim] = [%d, %d]", op, names[i], t.shape, qRows, qWidth)
-			}
-		}
-		if err := checkN(op, t.n); err != nil {
-			return nil, err
-		}
 	}
 	return out, nil
 }
