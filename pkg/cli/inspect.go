@@ -13,6 +13,7 @@ import (
 	"github.com/lora-dev/lora/pkg/backend"
 	"github.com/lora-dev/lora/pkg/gguf"
 	"github.com/lora-dev/lora/pkg/model"
+	"github.com/lora-dev/lora/pkg/report"
 	"github.com/lora-dev/lora/pkg/tokenizer"
 	"github.com/spf13/cobra"
 )
@@ -206,7 +207,7 @@ func printModel(w io.Writer, r inspectReport) error {
 	}
 	fmt.Fprintf(w, "  rope theta %g, %d dims, %s; rms eps %g; context %d; tied embeddings %v; qkv bias %v\n",
 		c.RoPETheta, c.RoPEDims, layout, c.RMSEps, c.ContextLen, c.TiedEmbeddings, c.QKVBias)
-	fmt.Fprintf(w, "  %s parameters, %s as stored (quantize %s)\n", humanCount(r.Params), humanBytes(r.WeightBytes), r.Quantize)
+	fmt.Fprintf(w, "  %s parameters, %s as stored (quantize %s)\n", humanCount(r.Params), report.Bytes(r.WeightBytes), r.Quantize)
 	if t := r.Tokenizer; t != nil {
 		fmt.Fprintf(w, "  tokenizer %s", t.Model)
 		if t.Pre != "" {
@@ -240,7 +241,7 @@ func printModel(w io.Writer, r inspectReport) error {
 		what string
 		b    int64
 	}{{"frozen weights", m.Weights}, {"adapter", m.Adapter}, {"gradients", m.Gradients}, {"AdamW moments", m.Optimizer}, {"activations", m.Activations}, {"total", m.Total}} {
-		fmt.Fprintf(tw, "  %s\t%s\t\n", row.what, humanBytes(row.b))
+		fmt.Fprintf(tw, "  %s\t%s\t\n", row.what, report.Bytes(row.b))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "  %s trainable values (%.3f%% of the base)\n", humanCount(m.TrainableParams), 100*float64(m.TrainableParams)/float64(max(r.Params, 1)))
@@ -257,16 +258,4 @@ func humanCount(n int64) string {
 		return fmt.Sprintf("%.1fK", float64(n)/1e3)
 	}
 	return fmt.Sprint(n)
-}
-
-func humanBytes(b int64) string {
-	switch {
-	case b >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
-	case b >= 1<<20:
-		return fmt.Sprintf("%.2f MiB", float64(b)/(1<<20))
-	case b >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", b)
 }

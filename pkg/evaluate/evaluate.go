@@ -4,7 +4,6 @@ package evaluate
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -69,23 +68,6 @@ func (r *Result) Env() recipe.EvalEnv {
 
 func nan() float64 { return math.NaN() }
 
-// trainStage is the train stage whose adapter is evaluated.
-func trainStage(r *recipe.Recipe, s *recipe.Stage) (string, error) {
-	if s.Evaluate.Adapter != "" {
-		return s.Evaluate.Adapter, nil
-	}
-	var found []string
-	for _, n := range s.Needs {
-		if st := r.Stage(n); st != nil && st.Kind == recipe.KindTrain {
-			found = append(found, n)
-		}
-	}
-	if len(found) != 1 {
-		return "", fmt.Errorf("stage %s: name the train stage with evaluate.adapter (needs has %d train stages)", s.Name, len(found))
-	}
-	return found[0], nil
-}
-
 // defaultCtx is the train stage's cutoff, or 256.
 func defaultCtx(r *recipe.Recipe, trainName string) int {
 	if st := r.Stage(trainName); st != nil && st.Train != nil && st.Train.CutoffLen > 0 {
@@ -98,9 +80,10 @@ func defaultCtx(r *recipe.Recipe, trainName string) int {
 func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	s := rc.Stage
 	ev := s.Evaluate
-	tname, err := trainStage(rc.Recipe, s)
-	if err != nil {
-		return err
+	// recipe.Load fills evaluate.adapter from needs, or reports why it cannot.
+	tname := ev.Adapter
+	if tname == "" {
+		return fmt.Errorf("stage %s: evaluate.adapter is not set (lora lint says why)", s.Name)
 	}
 	tdir, ok := rc.Inputs[tname]
 	if !ok {
@@ -163,7 +146,7 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		if !ok {
 			return fmt.Errorf("evaluate: heldout stage %q has no output", ev.Heldout)
 		}
-		if held, err = readEval(dir); err != nil {
+		if held, err = examples.ReadEval(dir); err != nil {
 			return err
 		}
 		if len(held) == 0 {
@@ -300,23 +283,6 @@ func gateValues(r *Result) map[string]any {
 		out["tokens"] = r.Tokens
 	}
 	return out
-}
-
-func readEval(dir string) ([]train.Example, error) {
-	rd, err := examples.OpenEval(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
-	var out []train.Example
-	for rd.Next() {
-		ex := rd.Example()
-		out = append(out, train.Example{InputIDs: ex.InputIDs, Labels: ex.Labels})
-	}
-	return out, rd.Err()
 }
 
 // write stores eval.json, samples.jsonl, the loss plot and report.md.

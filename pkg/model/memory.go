@@ -56,7 +56,7 @@ func Describe(path string, opts LoadOptions) (*Description, error) {
 			n *= int64(s)
 		}
 		d.Params += n
-		d.WeightBytes += int64(t.Stored.RowBytes(t.Shape[len(t.Shape)-1])) * (n / int64(t.Shape[len(t.Shape)-1]))
+		d.WeightBytes += t.Bytes()
 	}
 	return d, nil
 }
@@ -131,15 +131,23 @@ func EstimateMemory(c Config, weightBytes int64, p TrainPlan) (MemoryEstimate, e
 	return e, nil
 }
 
-// storedBytes sums the bytes of the stored weights of a loaded model.
-func (m *Model) storedBytes() int64 {
+// WeightBytes sums the backend memory of the stored weights of a loaded model.
+func (m *Model) WeightBytes() int64 {
 	var b int64
 	for _, t := range m.Tensors {
-		rows := int64(1)
-		for _, s := range t.Shape[:len(t.Shape)-1] {
-			rows *= int64(s)
-		}
-		b += rows * int64(t.Stored.RowBytes(t.Shape[len(t.Shape)-1]))
+		b += t.Bytes()
 	}
 	return b
+}
+
+// Bytes is the backend memory the tensor takes as stored.
+func (t TensorReport) Bytes() int64 {
+	if len(t.Shape) == 0 {
+		return 0
+	}
+	rows := int64(1)
+	for _, s := range t.Shape[:len(t.Shape)-1] {
+		rows *= int64(s)
+	}
+	return rows * int64(t.Stored.RowBytes(t.Shape[len(t.Shape)-1]))
 }

@@ -54,8 +54,8 @@ func TestEstimateMemoryCountsAllocations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.WeightBytes != weights || m.storedBytes() != weights {
-			t.Fatalf("%s: Describe says %d weight bytes, the model %d, the backend got %d", tc.quant, d.WeightBytes, m.storedBytes(), weights)
+		if d.WeightBytes != weights || m.WeightBytes() != weights {
+			t.Fatalf("%s: Describe says %d weight bytes, the model %d, the backend got %d", tc.quant, d.WeightBytes, m.WeightBytes(), weights)
 		}
 		for l := range m.Layers {
 			for _, mod := range tc.targets {

@@ -68,9 +68,5 @@ func LossPlot(path, title string, train, eval []Point) error {
 	if _, err := w.WriteTo(&buf); err != nil {
 		return err
 	}
-	return writeAtomic(path, buf.Bytes())
-}
-
-func writeAtomic(path string, data []byte) error {
-	return atomicfile.WriteFile(path, data, 0o644)
+	return atomicfile.WriteFile(path, buf.Bytes(), 0o644)
 }

@@ -3,15 +3,15 @@ package train
 import (
 	"fmt"
 	"math"
+
+	"github.com/lora-dev/lora/pkg/examples"
 )
 
-// Example is one training sequence: token ids and, aligned with them, the
-// labels (-100 where not trained), as Hugging Face datasets hold them. The
-// model predicts labels[t+1] from position t; Pack does the shift.
-type Example struct {
-	InputIDs []int32
-	Labels   []int32
-}
+// Example is one training sequence as the format and chunk stages write
+// it: token ids and, aligned with them, the labels (-100 where not trained),
+// as Hugging Face datasets hold them. The model predicts labels[t+1] from
+// position t; Pack does the shift.
+type Example = examples.Example
 
 // Ignore is the label of a position that is not trained.
 const Ignore = -100

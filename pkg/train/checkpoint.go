@@ -2,7 +2,6 @@ package train
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lora-dev/lora/pkg/adapter"
 	"github.com/lora-dev/lora/pkg/atomicfile"
 	"github.com/lora-dev/lora/pkg/safetensors"
 )
@@ -108,7 +108,7 @@ func (t *Trainer) Save(dir string) (string, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := saveAdapterPEFT(filepath.Join(tmp, AdapterDir), a, t.M); err != nil {
+	if err := adapter.SavePEFT(filepath.Join(tmp, AdapterDir), a, t.M.Config); err != nil {
 		return fail(err)
 	}
 	if err := atomicfile.PublishDir(tmp, final); err != nil {
@@ -185,32 +185,4 @@ func (t *Trainer) Restore(ckpt string) error {
 		}
 	}
 	return nil
-}
-
-// LatestCheckpoint returns the checkpoint with the highest step in dir, or ""
-// when there is none. Unpublished temporary directories are ignored.
-func LatestCheckpoint(dir string) (string, error) {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	best, bestStep := "", -1
-	for _, e := range ents {
-		n, ok := strings.CutPrefix(e.Name(), checkpointPrefix)
-		if !e.IsDir() || !ok {
-			continue
-		}
-		step, err := strconv.Atoi(n)
-		if err != nil || step <= bestStep {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, e.Name(), TrainerStateFile)); err != nil {
-			continue
-		}
-		best, bestStep = filepath.Join(dir, e.Name()), step
-	}
-	return best, nil
 }

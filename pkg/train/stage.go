@@ -3,11 +3,9 @@ package train
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -35,21 +33,14 @@ func init() { pipeline.Register(recipe.KindTrain, stageKind{}) }
 
 type stageKind struct{}
 
-// inputStage is the examples stage a train stage reads.
-func inputStage(r *recipe.Recipe, s *recipe.Stage) (string, error) {
-	if s.Train.Input != "" {
-		return s.Train.Input, nil
+// inputStage is the examples stage a train stage reads. recipe.Load fills
+// train.input from needs when the recipe leaves it out, and reports a missing
+// or ambiguous one, so an empty value here means the recipe was not loaded.
+func inputStage(s *recipe.Stage) (string, error) {
+	if s.Train.Input == "" {
+		return "", fmt.Errorf("stage %s: train.input is not set (lora lint says why)", s.Name)
 	}
-	var found []string
-	for _, n := range s.Needs {
-		if st := r.Stage(n); st != nil && (st.Kind == recipe.KindFormat || st.Kind == recipe.KindChunk) {
-			found = append(found, n)
-		}
-	}
-	if len(found) != 1 {
-		return "", fmt.Errorf("stage %s: name the examples with train.input (needs has %d format or chunk stages)", s.Name, len(found))
-	}
-	return found[0], nil
+	return s.Train.Input, nil
 }
 
 // OptionsFrom turns a recipe train stage into trainer options.
@@ -100,29 +91,6 @@ func (m Metrics) TrainEnv(lastEval *Metrics) recipe.TrainEnv {
 	return e
 }
 
-func readExamples(dir string, eval bool) ([]Example, error) {
-	var rd *examples.Reader
-	var err error
-	if eval {
-		rd, err = examples.OpenEval(dir)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-	} else {
-		rd, err = examples.Open(dir)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
-	var out []Example
-	for rd.Next() {
-		ex := rd.Example()
-		out = append(out, Example{InputIDs: ex.InputIDs, Labels: ex.Labels})
-	}
-	return out, rd.Err()
-}
-
 // splitEval holds out the last n examples of a seeded shuffle.
 func splitEval(data []Example, split float64, seed uint64) (train, eval []Example) {
 	n := int(split)
@@ -147,7 +115,7 @@ func splitEval(data []Example, split float64, seed uint64) (train, eval []Exampl
 // Run trains the adapter of a recipe's train stage.
 func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	s := rc.Stage
-	in, err := inputStage(rc.Recipe, s)
+	in, err := inputStage(s)
 	if err != nil {
 		return err
 	}
@@ -156,11 +124,11 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		return fmt.Errorf("train input %q has no output", in)
 	}
 	stats, _ := examples.ReadStats(dir)
-	data, err := readExamples(dir, false)
+	data, err := examples.ReadAll(dir)
 	if err != nil {
 		return fmt.Errorf("read examples of %s: %w", in, err)
 	}
-	evalData, err := readExamples(dir, true)
+	evalData, err := examples.ReadEval(dir)
 	if err != nil {
 		return fmt.Errorf("read held-out examples of %s: %w", in, err)
 	}
@@ -192,13 +160,13 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 			fmt.Fprintf(rc.Log, "note: %s stays %s (%s)\n", tr.Name, tr.Stored, tr.Why)
 		}
 	}
-	need, err := EstimateMemory(m.Config, weightBytes(m), opts)
+	need, err := EstimateMemory(m.Config, m.WeightBytes(), opts)
 	if err != nil {
 		return err
 	}
 	if info.MemoryBytes > 0 && uint64(need.Total) > info.MemoryBytes {
 		return fmt.Errorf("training needs about %s of device memory but %s has %s: lower micro_batch_size (now %d) or cutoff_len (now %d), or quantize the base (model.quantize: q4_0)",
-			human(uint64(need.Total)), info.Device, human(info.MemoryBytes), opts.MicroBatch, opts.CutoffLen)
+			report.Bytes(need.Total), info.Device, report.Bytes(info.MemoryBytes), opts.MicroBatch, opts.CutoffLen)
 	}
 	var init *adapter.Adapter
 	if ia := s.Train.InitAdapter; ia != "" {
@@ -223,21 +191,16 @@ func (stageKind) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		return err
 	}
 	fmt.Fprintf(rc.Log, "training %d examples (%d held out), %d steps of %d (micro-batch %d × %d accumulation), %d trainable parameters, about %s of device memory\n",
-		len(data), len(evalData), t.Plan.TotalSteps, opts.BatchSize, opts.MicroBatch, t.Plan.Accumulation(), t.Params(), human(uint64(need.Total)))
-	loop := &Loop{T: t, Data: data, Eval: evalData, Checkpoints: rc.Checkpoints, Log: rc.Log, Memory: human(uint64(need.Total)),
+		len(data), len(evalData), t.Plan.TotalSteps, opts.BatchSize, opts.MicroBatch, t.Plan.Accumulation(), t.Params(), report.Bytes(need.Total))
+	loop := &Loop{T: t, Data: data, Eval: evalData, Checkpoints: rc.Checkpoints, Log: rc.Log, Memory: report.Bytes(need.Total),
 		Metrics:  func(mt Metrics) { rc.Metrics(mt.Record()) },
 		Restored: func(mt Metrics) { rc.RestoreMetrics(mt.Record()) }}
 	if rc.Resume != "" {
-		ck, err := LatestCheckpoint(filepath.Dir(rc.Resume))
-		if err != nil {
-			return err
+		// the runner picked the newest published checkpoint
+		if err := t.Restore(rc.Resume); err != nil {
+			return fmt.Errorf("resume from %s: %w", rc.Resume, err)
 		}
-		if ck != "" {
-			if err := t.Restore(ck); err != nil {
-				return fmt.Errorf("resume from %s: %w", ck, err)
-			}
-			fmt.Fprintf(rc.Log, "resumed from %s at step %d\n", ck, t.Step)
-		}
+		fmt.Fprintf(rc.Log, "resumed from %s at step %d\n", rc.Resume, t.Step)
 	}
 	prof, _ := be.(backend.Profiler)
 	if rc.Profile {
@@ -354,39 +317,11 @@ func (m Metrics) Record() map[string]any {
 	return r
 }
 
-func human(b uint64) string {
-	switch {
-	case b >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
-	case b >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
-	case b >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", b)
-}
-
 // EstimateMemory predicts the device memory of training m with o (the
 // estimator in pkg/model counts exactly what the model and trainer allocate).
 func EstimateMemory(c model.Config, weightBytes int64, o Options) (model.MemoryEstimate, error) {
 	return model.EstimateMemory(c, weightBytes, model.TrainPlan{Rank: o.Rank, Targets: o.Targets,
 		Batch: o.MicroBatch, Seq: o.CutoffLen, Dropout: o.Dropout > 0})
-}
-
-func weightBytes(m *model.Model) int64 {
-	var b int64
-	for _, t := range m.Tensors {
-		if len(t.Shape) == 0 {
-			continue
-		}
-		n := int64(1)
-		for _, s := range t.Shape {
-			n *= int64(s)
-		}
-		cols := int64(t.Shape[len(t.Shape)-1])
-		b += n / cols * int64(t.Stored.RowBytes(int(cols)))
-	}
-	return b
 }
 
 // Plan describes the train stage for `lora plan`: examples, steps, trainable
@@ -396,7 +331,7 @@ func (stageKind) Plan(ctx context.Context, pc *pipeline.PlanContext) ([]string, 
 	var lines []string
 	cutoff := 0
 	examplesN := -1
-	if in, err := inputStage(pc.Recipe, s); err == nil {
+	if in, err := inputStage(s); err == nil {
 		if dir, ok := pc.Inputs[in]; ok {
 			if st, err := examples.ReadStats(dir); err == nil {
 				cutoff, examplesN = st.MaxLen, st.Examples
@@ -437,31 +372,23 @@ func (stageKind) Plan(ctx context.Context, pc *pipeline.PlanContext) ([]string, 
 	byType := map[string]int64{}
 	var types []string
 	for _, t := range d.Tensors {
-		if len(t.Shape) == 0 {
-			continue
-		}
-		n := int64(1)
-		for _, x := range t.Shape {
-			n *= int64(x)
-		}
-		cols := int64(t.Shape[len(t.Shape)-1])
 		k := t.Stored.String()
 		if _, ok := byType[k]; !ok {
 			types = append(types, k)
 		}
-		byType[k] += n / cols * int64(t.Stored.RowBytes(int(cols)))
+		byType[k] += t.Bytes()
 	}
 	sort.Strings(types)
 	var parts []string
 	for _, k := range types {
-		parts = append(parts, fmt.Sprintf("%s %s", k, human(uint64(byType[k]))))
+		parts = append(parts, fmt.Sprintf("%s %s", k, report.Bytes(uint64(byType[k]))))
 	}
 	lines = append(lines, "weights by type: "+strings.Join(parts, ", "))
 	lines = append(lines,
 		fmt.Sprintf("trainable parameters: %d (rank %d on %v in %d layers)", e.TrainableParams, o.Rank, o.Targets, d.Config.Layers),
 		fmt.Sprintf("memory: %s total = weights %s + adapter %s + gradients %s + AdamW %s + activations %s (micro-batch %d × %d tokens)",
-			human(uint64(e.Total)), human(uint64(e.Weights)), human(uint64(e.Adapter)), human(uint64(e.Gradients)),
-			human(uint64(e.Optimizer)), human(uint64(e.Activations)), o.MicroBatch, o.CutoffLen))
+			report.Bytes(uint64(e.Total)), report.Bytes(uint64(e.Weights)), report.Bytes(uint64(e.Adapter)), report.Bytes(uint64(e.Gradients)),
+			report.Bytes(uint64(e.Optimizer)), report.Bytes(uint64(e.Activations)), o.MicroBatch, o.CutoffLen))
 	return lines, nil
 }
 
@@ -489,9 +416,4 @@ func writeProfile(rc *pipeline.RunContext, times []backend.KernelTime, steps int
 		return err
 	}
 	return atomicfile.WriteFile(filepath.Join(rc.Out, ProfileFile), append(b, '\n'), 0o644)
-}
-
-// saveAdapterPEFT writes a in PEFT layout for model m.
-func saveAdapterPEFT(dir string, a *adapter.Adapter, m *model.Model) error {
-	return adapter.SavePEFT(dir, a, m.Config)
 }
